@@ -1,0 +1,1 @@
+"""Transfer jobs for departing and moving staff: customers and group chats."""

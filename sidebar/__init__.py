@@ -1,0 +1,1 @@
+"""The chat sidebar page, JS-SDK signatures and staff sign-in."""

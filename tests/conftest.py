@@ -1,0 +1,129 @@
+"""Fixtures shared by every test.
+
+- One database per test session, migrated with the real Alembic revisions: a temporary SQLite
+  file by default, or a fresh PostgreSQL database (created here, dropped at the end) when
+  `TEST_DATABASE_URL` points at a PostgreSQL server. Every table is emptied after each test.
+- An autouse guard fails any test that opens a connection outside the loopback range.
+- `SCRM_REQUIRE_POSTGRES=1` / `SCRM_REQUIRE_CHROMIUM=1` (set by `.ci/run`) turn the skips of
+  tests that need them into failures.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import uuid
+from typing import Any, Iterator
+
+import pytest
+from flask import Flask
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tests.helpers import TEST_SETTINGS
+
+# ---------------------------------------------------------------- network guard
+
+
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> Any:
+    host = address[0] if isinstance(address, tuple) else None
+    if host is not None and self.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            ip = None
+        if host != "localhost" and (ip is None or not ip.is_loopback):
+            raise RuntimeError(f"test tried to reach the network: {address!r}")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+
+
+# ---------------------------------------------------------------- database
+
+
+def _postgres_database(base_url: str) -> Iterator[str]:
+    """Create a database of our own on the server, yield its URL, drop it afterwards."""
+    url = make_url(base_url).set(drivername="postgresql+psycopg")
+    name = f"scrm_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        admin.dispose()
+        if os.environ.get("SCRM_REQUIRE_POSTGRES"):
+            raise
+        pytest.skip(f"PostgreSQL unreachable at {base_url}: {exc}")
+    try:
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    base = os.environ.get("TEST_DATABASE_URL", "")
+    if base.startswith(("postgres://", "postgresql")):
+        yield from _postgres_database(base)
+    else:
+        path = tmp_path_factory.mktemp("db") / "scrm.db"
+        yield f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+    from flask_migrate import upgrade
+
+    from app import create_app
+
+    instance = tmp_path_factory.mktemp("instance")
+    application = create_app({**TEST_SETTINGS, "TESTING": True, "DATABASE_URL": database_url,
+                              "SECRET_KEY": "test-secret", "SCRM_EMBEDDED_WORKER": False})
+    application.instance_path = str(instance)
+    with application.app_context():
+        upgrade()
+    yield application
+    with application.app_context():
+        from extensions import db
+
+        db.engine.dispose()
+
+
+@pytest.fixture()
+def db_session(app: Flask) -> Iterator[Any]:
+    """An app context for the test; every table is emptied afterwards."""
+    from extensions import db
+
+    with app.app_context():
+        yield db.session
+        db.session.rollback()
+        _empty_tables()
+        db.session.remove()
+
+
+def _empty_tables() -> None:
+    from extensions import db
+
+    with db.engine.begin() as conn:
+        for table in reversed(db.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture()
+def client(app: Flask, db_session: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture()
+def runner(app: Flask, db_session: Any) -> Any:
+    return app.test_cli_runner()

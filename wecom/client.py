@@ -1,0 +1,4 @@
+from collections import Counter
+_CALLS: Counter = Counter()
+def call_counts() -> dict:
+    return dict(_CALLS)
