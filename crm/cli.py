@@ -28,3 +28,37 @@ def create_token(name: str, role: str, userid: str | None) -> None:
     click.echo(f"Created token #{row.id} '{row.name}' ({row.role}). Store it now; it is not shown again:",
                err=True)
     click.echo(secret)
+
+
+@click.command("sync")
+@click.option("--full", is_flag=True, default=True, help="Reconcile everything (the only mode for now).")
+@click.option("--restart", is_flag=True, help="Start over instead of resuming an interrupted sync.")
+def sync_command(full: bool, restart: bool) -> None:
+    """Reconcile with WeCom now: staff, corp tags, customers and their tags, group chats."""
+    from wecom.client import WeComError, contact_client
+
+    from .sync import FullSync, Progress, SyncBusy
+
+    corp_id = settings().WECOM_CORP_ID
+    with click.progressbar(length=1, label="同步 staff", show_pos=True, width=30,
+                           item_show_func=lambda x: x) as bar:
+        def report(p: Progress) -> None:
+            if p.staff_batches_total and bar.length != p.staff_batches_total:
+                bar.length = p.staff_batches_total
+            bar.label = f"同步 {p.phase:<11}"
+            bar.pos = min(p.staff_batches_done, bar.length)
+            bar.update(0, f"{p.counts.get('rows', 0)} rows, {p.counts.get('customers_created', 0)} new customers")
+
+        try:
+            run = FullSync(contact_client(), corp_id, progress=report).run(resume=not restart)
+        except SyncBusy as exc:
+            raise click.ClickException(f"{exc}; wait for it to finish, or run again in 10 minutes") from None
+        except WeComError as exc:
+            raise click.ClickException(
+                f"WeCom refused {exc.path}: errcode {exc.errcode} {exc.errmsg}. The sync saved its place; "
+                "run `flask wecom sync` again to resume") from None
+        bar.pos = bar.length
+    counts = run.counts
+    click.echo("Done: " + ", ".join(f"{k}={counts[k]}" for k in
+                                   ("staff", "customers", "relations", "tag_groups", "tags", "tag_assignments",
+                                    "group_chats", "relations_lost", "tags_healed") if k in counts))
