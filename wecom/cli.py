@@ -6,3 +6,23 @@ import click
 from flask.cli import AppGroup
 
 wecom_cli = AppGroup("wecom", help="Talk to WeCom: sync, replay, and the local WeCom emulator.")
+
+
+@wecom_cli.command("emulator")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8900, show_default=True, type=int)
+@click.option("--seed", default=None, help="'demo' for a believable corp, or a number of customers.")
+@click.option("--callback-url", default=None, help="Where to POST encrypted callbacks (e.g. …/wecom/callback).")
+def emulator_command(host: str, port: int, seed: str | None, callback_url: str | None) -> None:
+    """Run the local WeCom emulator in the foreground (Ctrl-C stops), with the app's credentials."""
+    from extensions import settings
+    from wecom.emulator import Emulator
+    from wecom.emulator.run import DEFAULTS, parse_seed, serve
+
+    conf = settings()
+    creds = {name: getattr(conf, env) or default for name, (env, default) in DEFAULTS.items()}
+    try:
+        parsed = parse_seed(seed)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--seed") from None
+    serve(Emulator(**creds, callback_url=callback_url, seed=parsed), host, port, echo=click.echo)
