@@ -243,14 +243,17 @@ class Emulator:
         request = Request(environ)
         request.max_content_length = MAX_BODY
         path = request.path
-        if path.startswith("/cgi-bin/"):
-            response = self._api(request)
-        elif path.startswith("/emulator/"):
-            response = self._control(request)
-        elif path in OAUTH_PATHS:
-            response = self._oauth(request)
-        else:
-            response = Response("not found", status=404)
+        try:
+            if path.startswith("/cgi-bin/"):
+                response = self._api(request)
+            elif path.startswith("/emulator/"):
+                response = self._control(request)
+            elif path in OAUTH_PATHS:
+                response = self._oauth(request)
+            else:
+                response = Response("not found", status=404)
+        finally:
+            request.close()  # uploaded files are spooled to temporary files
         return response(environ, start_response)
 
     def _api(self, request: Request) -> Response:
