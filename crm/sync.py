@@ -81,6 +81,7 @@ class FullSync:
         ensure_corp(self.corp_id)
         run = self._start_run(resume)
         db.session.commit()
+        self.run_id, self.run_started = run.id, run.started_at
         self.progress.counts = dict(run.counts or {})
         try:
             state = dict(run.progress or {})
@@ -88,15 +89,16 @@ class FullSync:
                 follow_users = self.sync_staff()
                 self.sync_tags()
                 state = {"staff_done": True, "follow_users": follow_users, "batch": 0, "cursor": ""}
-                self._save(run, state)
+                self._save(state)
             else:
                 self._load_tag_pks()
-            self.sync_customers(run, state)
+            self.sync_customers(state)
             if not state.get("chats_done"):
                 self.sync_group_chats(state["follow_users"])
                 state["chats_done"] = True
-                self._save(run, state)
-            self.mark_lost_relations(run, state["follow_users"])
+                self._save(state)
+            self.mark_lost_relations(state["follow_users"])
+            run = self._run()
             run.status = "done"
             run.finished_at = utcnow()
             run.counts = {**self.progress.counts, **local_counts(self.corp_id)}
@@ -105,7 +107,7 @@ class FullSync:
             return run
         except BaseException as exc:
             db.session.rollback()
-            failed = db.session.get(SyncRun, run.id)
+            failed = self._run()
             if failed is not None:
                 failed.status = "failed"
                 failed.error = f"{exc.__class__.__name__}: {exc}"
@@ -131,7 +133,14 @@ class FullSync:
         db.session.add(run)
         return run
 
-    def _save(self, run: SyncRun, state: dict[str, Any]) -> None:
+    def _run(self) -> SyncRun:
+        run = db.session.get(SyncRun, self.run_id)
+        assert run is not None
+        return run
+
+    def _save(self, state: dict[str, Any]) -> None:
+        """Commit the page with the run's cursor, so an interruption resumes right after it."""
+        run = self._run()
         state["heartbeat"] = utcnow().isoformat()
         run.progress = dict(state)
         run.counts = dict(self.progress.counts)
@@ -249,28 +258,27 @@ class FullSync:
 
     def _load_tag_pks(self) -> None:
         self.tag_pks = dict(db.session.execute(
-            select(Tag.tag_id, Tag.id).where(Tag.corp_id == self.corp_id, Tag.deleted_at.is_(None))).tuples())
+            select(Tag.tag_id, Tag.id).where(Tag.corp_id == self.corp_id, Tag.deleted_at.is_(None))).all())
 
     # ------------------------------------------------------------------ customers
 
-    def sync_customers(self, run: SyncRun, state: dict[str, Any]) -> None:
+    def sync_customers(self, state: dict[str, Any]) -> None:
         """Every (customer, follow user) row of `batch/get_by_user`, a page at a time."""
         self.progress.phase = "customers"
         follow_users: list[str] = state["follow_users"]
         batches = [follow_users[i:i + USERS_PER_CALL] for i in range(0, len(follow_users), USERS_PER_CALL)]
         self.progress.staff_batches_total = len(batches)
-        run_started = run.started_at
+        run_started = self.run_started
         for index in range(int(state.get("batch", 0)), len(batches)):
             self.progress.staff_batches_done = index
             cursor = state.get("cursor", "") if index == state.get("batch", 0) else ""
             for page in self.client.iter_batch_get_by_user(batches[index], cursor=cursor, limit=PAGE_LIMIT):
                 self.apply_rows(page.items, run_started)
                 state.update(batch=index, cursor=page.next_cursor)
-                self._save(run, state)
-                db.session.expunge_all()
+                self._save(state)  # the commit expires the page; the weak identity map lets it go
             state.update(batch=index + 1, cursor="")
             self.progress.staff_batches_done = index + 1
-            self._save(run, state)
+            self._save(state)
 
     def apply_rows(self, rows: list[dict[str, Any]], seen_at: dt.datetime) -> None:
         """Upsert one page of `batch/get_by_user` rows: customers, relations and their tags."""
@@ -332,7 +340,7 @@ class FullSync:
         for a in db.session.scalars(select(TagAssignment).where(TagAssignment.relation_id.in_(list(wanted)))):
             current[a.relation_id][a.tag_pk] = a
         rel_customer = dict(db.session.execute(
-            select(FollowRelation.id, FollowRelation.customer_id).where(FollowRelation.id.in_(list(wanted)))).tuples())
+            select(FollowRelation.id, FollowRelation.customer_id).where(FollowRelation.id.in_(list(wanted)))).all())
         for rid, tag_pks in wanted.items():
             have = current[rid]
             for pk in tag_pks - set(have):
@@ -343,7 +351,7 @@ class FullSync:
                 db.session.delete(have[pk])
                 self._count("tags_removed")
 
-    def mark_lost_relations(self, run: SyncRun, follow_users: list[str]) -> None:
+    def mark_lost_relations(self, follow_users: list[str]) -> None:
         """Active relations of synced staff that WeCom did not return this run are lost."""
         if not follow_users:
             return
@@ -353,7 +361,7 @@ class FullSync:
                 update(FollowRelation)
                 .where(FollowRelation.corp_id == self.corp_id, FollowRelation.status == "active",
                        FollowRelation.userid.in_(follow_users[i:i + 500]),
-                       (FollowRelation.synced_at.is_(None)) | (FollowRelation.synced_at < run.started_at))
+                       (FollowRelation.synced_at.is_(None)) | (FollowRelation.synced_at < self.run_started))
                 .values(status="lost", lost_at=utcnow(), lost_reason="sync")
                 .execution_options(synchronize_session=False))
             lost += result.rowcount or 0
@@ -377,7 +385,6 @@ class FullSync:
             seen.add(chat_id)
             if len(seen) % 100 == 0:
                 db.session.commit()
-                db.session.expunge_all()
                 self._report(self.progress)
         gone = db.session.scalars(select(GroupChat).where(GroupChat.corp_id == self.corp_id,
                                                           GroupChat.dismissed_at.is_(None)))
