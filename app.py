@@ -45,6 +45,12 @@ def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
 
     init_wecom(app)
     init_crm(app)
+
+    from console import init_app as init_console
+    from sidebar import init_app as init_sidebar
+
+    init_console(app)
+    init_sidebar(app)
     return app
 
 

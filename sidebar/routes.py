@@ -1,0 +1,165 @@
+"""The chat-sidebar pages (聊天工具栏) and the JS-SDK signature endpoint.
+
+    /sidebar/                         entry: registers the JS-SDK, asks WeCom which chat this is, then
+                                      opens the customer or group-chat page
+    /sidebar/customer/<external_id>   the customer's profile, tags, colleagues, chats and follow-ups
+    /sidebar/chat/<chat_id>           a customer group chat and its members
+    /sidebar/jssdk/signature          {"timestamp", "nonceStr", "signature"} for ww.register
+    /sidebar/demo                     demo only (SCRM_DEMO): sign in as a staff member on a customer
+                                      in an ordinary browser, with a JS-SDK stand-in
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from flask import Blueprint, abort, jsonify, render_template, request, send_file, session, url_for
+
+from console.identity import current_principal, login_required
+from extensions import db, settings
+from wecom import jssdk
+
+from . import service
+from .service import CustomerNotFound, WeComUnavailable
+
+log = logging.getLogger("scrm.sidebar")
+
+bp = Blueprint("sidebar", __name__, url_prefix="/sidebar", template_folder="templates",
+               static_folder="static", static_url_path="/static")
+
+STANDIN = Path(__file__).parent / "demo" / "ww-standin.js"
+
+
+@bp.errorhandler(CustomerNotFound)
+def _not_found(exc: CustomerNotFound) -> Any:
+    db.session.rollback()
+    return render_template("sidebar/message.html", title="找不到该客户",
+                           message="该客户不存在，或不是您（及您的团队）跟进的客户。"), 404
+
+
+@bp.errorhandler(WeComUnavailable)
+def _wecom_down(exc: WeComUnavailable) -> Any:
+    db.session.rollback()
+    return render_template("sidebar/message.html", title="企业微信暂时无法访问",
+                           message="这位客户的资料还没有同步过来，而企业微信暂时无法访问。请稍后下拉刷新重试。",
+                           retry_url=request.full_path), 503
+
+
+def _page_config() -> dict[str, Any]:
+    conf = settings()
+    demo = session.get("demo_context") if conf.SCRM_DEMO else None
+    return {"corpId": conf.WECOM_CORP_ID, "agentId": conf.WECOM_AGENT_ID,
+            "signatureUrl": url_for("sidebar.signature"), "customerUrl": url_for("sidebar.customer", external_userid="_"),
+            "chatUrl": url_for("sidebar.chat", chat_id="_"), "demo": demo}
+
+
+@bp.get("/")
+@login_required("sidebar")
+def entry() -> Any:
+    """The page WeCom opens from the chat toolbar; the script finds the chat and moves on."""
+    config = _page_config()
+    if config["demo"]:
+        sdk = url_for("sidebar.standin")
+    else:
+        sdk = url_for("sidebar.static", filename="vendor/wecom-jssdk/wecom.global.prod.js")
+    return render_template("sidebar/entry.html", config=config, sdk_url=sdk)
+
+
+@bp.get("/customer/<external_userid>")
+@login_required("sidebar")
+def customer(external_userid: str) -> Any:
+    principal = current_principal()
+    assert principal is not None
+    found = service.load_customer(principal, external_userid)
+    profile = service.profile(principal, found)
+    db.session.commit()  # a customer fetched on demand
+    mine = next((f for f in profile["follow_users"] if f["is_me"] and f["status"] == "active"), None)
+    colleagues = [f for f in profile["follow_users"] if not f["is_me"]]
+    catalog = service.tag_catalog(principal.corp_id) if mine is not None else []
+    return render_template("sidebar/customer.html", c=profile, mine=mine, colleagues=colleagues, catalog=catalog,
+                           my_tag_ids={t["tag_id"] for t in mine["tags"]} if mine else set(),
+                           all_tags=_union_tags(profile))
+
+
+def _union_tags(profile: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """Every tag any follow user marked, grouped by tag group (read-only view for non-followers)."""
+    groups: dict[str, list[str]] = {}
+    for f in profile["follow_users"]:
+        for t in f["tags"]:
+            names = groups.setdefault(t["group_name"], [])
+            if t["name"] not in names:
+                names.append(t["name"])
+    return list(groups.items())
+
+
+@bp.get("/chat/<chat_id>")
+@login_required("sidebar")
+def chat(chat_id: str) -> Any:
+    principal = current_principal()
+    assert principal is not None
+    view = service.load_chat(principal, chat_id)
+    return render_template("sidebar/chat.html", chat=view.chat, members=view.members,
+                           customers=sum(1 for m in view.members if m["is_customer"]))
+
+
+@bp.get("/jssdk/signature")
+@login_required("sidebar")
+def signature() -> Any:
+    """`?kind=config|agent&url=PAGE_URL`: the signature `ww.register` asks for (fragment stripped)."""
+    from wecom.client import WeComError, agent_client, contact_client
+
+    kind = request.args.get("kind", "config")
+    url = jssdk.strip_fragment(request.args.get("url", ""))
+    if kind not in ("config", "agent"):
+        return jsonify(error={"code": "invalid", "message": "kind 应为 config 或 agent"}), 422
+    if not _own_page(url):
+        return jsonify(error={"code": "invalid", "message": "只能为本站页面签名"}), 422
+    try:
+        ticket = contact_client().get_jsapi_ticket() if kind == "config" else agent_client().get_agent_ticket()
+    except WeComError as exc:
+        log.warning("sidebar.jssdk.ticket-failed kind=%s errcode=%s", kind, exc.errcode)
+        return jsonify(error={"code": "wecom_unavailable", "message": "暂时无法从企业微信获取签名，请稍后重试"}), 503
+    db.session.commit()  # nothing of ours changed; ends the read transaction promptly
+    return jsonify(jssdk.signature_for(ticket, url).as_dict())
+
+
+def _own_page(url: str) -> bool:
+    """Only pages of this server are signed: the host the browser used, or the public URL's."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        return False
+    allowed = {request.host, urlparse(settings().SCRM_PUBLIC_URL).netloc}
+    return parsed.netloc in allowed and parsed.path.startswith("/sidebar/")
+
+
+# ---------------------------------------------------------------- demo outside WeCom (emulator only)
+
+
+@bp.get("/demo")
+def demo() -> Any:
+    """`?userid=U&external_userid=E` (or `&chat_id=C`): sign in through the emulator as U, open E's sidebar."""
+    from flask import redirect
+
+    if not settings().SCRM_DEMO:
+        abort(404)
+    userid = request.args.get("userid", "")
+    context: dict[str, str] = {}
+    if request.args.get("chat_id"):
+        context = {"entry": "group_chat_tools", "chatId": request.args["chat_id"]}
+    elif request.args.get("external_userid"):
+        context = {"entry": "single_chat_tools", "userId": request.args["external_userid"]}
+    if not userid or not context:
+        abort(400)
+    session["demo_context"] = context
+    return redirect(url_for("auth.start", mode="oauth", next=url_for("sidebar.entry"), **{"as": userid}))
+
+
+@bp.get("/demo/ww-standin.js")
+def standin() -> Any:
+    """A stand-in for WeCom's JS-SDK for the demo in a browser; never served outside demo mode."""
+    if not settings().SCRM_DEMO:
+        abort(404)
+    return send_file(STANDIN, mimetype="text/javascript", max_age=0)

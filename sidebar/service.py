@@ -1,0 +1,321 @@
+"""What the sidebar and the customer API read and write. Services flush; the request commits once.
+
+Visibility: a principal sees a customer when one of the customer's follow relations belongs to a
+staff member in their scope (`console.identity.scope_for`). Anything else is answered exactly like
+a customer that does not exist (`CustomerNotFound` → 404), so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from console.identity import Principal, scope_for
+from crm.models import (Customer, FollowRelation, FollowUp, GroupChat, GroupChatMember, Stage, StageChange, Staff,
+                        Tag, TagAssignment, TagGroup)
+from crm.service import UserValueError, audit
+from extensions import db, utcnow
+
+log = logging.getLogger("scrm.sidebar")
+
+CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")  # no DST; the UI's dates are China dates
+DEFAULT_STAGES = ("新客户", "初步沟通", "意向明确", "已成交", "流失客户")
+FOLLOWUPS_SHOWN = 50
+FOLLOWUP_MAX_CHARS = 2000
+NOT_FOUND_ERRCODES = {40096, 84061, 40003}  # invalid external_userid / not a customer / invalid id
+
+
+class CustomerNotFound(LookupError):
+    """No such customer, or not one the principal may see (the two are never told apart)."""
+
+
+class WeComUnavailable(RuntimeError):
+    """The customer is not synced yet and WeCom could not be asked right now."""
+
+
+# ---------------------------------------------------------------- loading and visibility
+
+
+def _customer(corp_id: str, external_userid: str, *, refresh: bool = False) -> Customer | None:
+    query = (select(Customer).where(Customer.corp_id == corp_id, Customer.external_userid == external_userid)
+             .options(selectinload(Customer.relations)))
+    if refresh:
+        query = query.execution_options(populate_existing=True)
+    return db.session.scalar(query)
+
+
+def fetch_customer(corp_id: str, external_userid: str) -> Customer | None:
+    """Fetch a customer the full sync has not brought in yet (`externalcontact/get`) and store it.
+
+    None when WeCom does not know the id; `WeComUnavailable` when WeCom cannot be asked now.
+    """
+    from crm.sync import FullSync
+    from wecom.client import WeComError, contact_client
+
+    client = contact_client()
+    try:
+        data = client.get_external_contact(external_userid)
+    except WeComError as exc:
+        if exc.errcode in NOT_FOUND_ERRCODES:
+            return None
+        log.warning("sidebar.fetch.failed external_userid=%s errcode=%s", external_userid, exc.errcode)
+        raise WeComUnavailable(str(exc)) from exc
+    rows = [{"external_contact": data["external_contact"],
+             "follow_info": {**f, "tag_id": [t["tag_id"] for t in f.get("tags") or [] if int(t.get("type", 1)) == 1]}}
+            for f in data.get("follow_user") or []]
+    if not rows:
+        return None
+    sync = FullSync(client, corp_id)
+    sync._load_tag_pks()
+    sync.apply_rows(rows, utcnow())
+    db.session.flush()
+    log.info("sidebar.fetch.done external_userid=%s relations=%s", external_userid, len(rows))
+    return _customer(corp_id, external_userid, refresh=True)
+
+
+def load_customer(principal: Principal, external_userid: str, *, fetch: bool = True) -> Customer:
+    """The customer if the principal may see it; fetched from WeCom on demand when not synced yet."""
+    if not external_userid or len(external_userid) > 64:
+        raise CustomerNotFound(external_userid)
+    customer = _customer(principal.corp_id, external_userid)
+    scope = scope_for(principal)
+    if fetch and (customer is None or (
+            principal.userid and not scope.allows_any(r.userid for r in customer.relations)
+            and all(r.userid != principal.userid for r in customer.relations))):
+        # Not synced yet, or the staff member's own relation is newer than our copy: ask WeCom.
+        customer = fetch_customer(principal.corp_id, external_userid) or customer
+    if customer is None or not scope.allows_any(r.userid for r in customer.relations):
+        raise CustomerNotFound(external_userid)
+    return customer
+
+
+def editable_relation(principal: Principal, customer: Customer, userid: str | None) -> FollowRelation:
+    """The relation whose tags the principal changes: their own by default; another's if in scope."""
+    target = userid or principal.userid
+    if not target:
+        raise UserValueError("请指明要修改哪位成员的客户关系（userid）")
+    if target != principal.userid and not scope_for(principal).allows(target):
+        raise CustomerNotFound(customer.external_userid)
+    for rel in customer.relations:
+        if rel.userid == target:
+            if rel.status != "active":
+                raise UserValueError("该成员已不再跟进此客户")
+            return rel
+    raise UserValueError(f"成员 {target} 没有跟进此客户")
+
+
+# ---------------------------------------------------------------- reading
+
+
+def stage_names(corp_id: str) -> list[str]:
+    """The corp's ordered stages (Stage rows), or the built-in list when none are configured."""
+    names = list(db.session.scalars(select(Stage.name).where(Stage.corp_id == corp_id).order_by(Stage.position)))
+    return names or list(DEFAULT_STAGES)
+
+
+def tag_catalog(corp_id: str) -> list[dict[str, Any]]:
+    """Live tag groups with their live tags, in WeCom's order (larger `order` first)."""
+    groups = db.session.scalars(select(TagGroup).where(TagGroup.corp_id == corp_id, TagGroup.deleted_at.is_(None))
+                                .order_by(TagGroup.order.desc(), TagGroup.id)).all()
+    tags = db.session.scalars(select(Tag).where(Tag.corp_id == corp_id, Tag.deleted_at.is_(None))
+                              .order_by(Tag.order.desc(), Tag.id)).all()
+    by_group: dict[int, list[dict[str, str]]] = {}
+    for t in tags:
+        by_group.setdefault(t.group_pk, []).append({"tag_id": t.tag_id, "name": t.name})
+    return [{"group_id": g.group_id, "name": g.name, "tags": by_group.get(g.id, [])} for g in groups
+            if by_group.get(g.id)]
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _tag_sync_states(relation_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """The state of the latest tag change sent (or waiting) for each relation, from the outbox."""
+    if not relation_ids:
+        return {}
+    try:
+        from wecom.models import OutboxCommand
+    except ImportError:  # the outbox is not installed in this build
+        return {}
+    rows = db.session.scalars(select(OutboxCommand).where(OutboxCommand.relation_id.in_(relation_ids),
+                                                          OutboxCommand.kind == "mark_tag")
+                              .order_by(OutboxCommand.id.desc())).all()
+    states: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        if row.relation_id in states:
+            continue
+        states[row.relation_id] = {"command_id": row.id, "status": row.status,
+                                   "errcode": row.last_errcode, "error": row.last_error}
+    return states
+
+
+def sync_message(state: dict[str, Any] | None) -> str:
+    """The sync state of a tag change in plain Chinese."""
+    if not state:
+        return ""
+    status = state.get("status")
+    if status == "done":
+        return "已同步到企业微信"
+    if status == "failed":
+        code = state.get("errcode")
+        reasons = {40068: "标签在企业微信中已不存在", 84061: "该客户已不是此成员的客户",
+                   40096: "客户不存在", 45009: "企业微信调用太频繁"}
+        return f"同步失败：{reasons.get(code, state.get('error') or '企业微信拒绝了此次修改')}" + (
+            f"（错误码 {code}）" if code else "")
+    return "正在同步到企业微信…"
+
+
+def profile(principal: Principal, customer: Customer) -> dict[str, Any]:
+    """The profile of the API contract: customer fields, follow users with tags, follow-ups, group chats."""
+    corp_id = customer.corp_id
+    relations = sorted(customer.relations, key=lambda r: (r.status != "active", r.added_at or utcnow()))
+    rel_ids = [r.id for r in relations]
+    tags_by_rel: dict[int, list[dict[str, str]]] = {rid: [] for rid in rel_ids}
+    if rel_ids:
+        for rid, tag_id, name, group_name in db.session.execute(
+                select(TagAssignment.relation_id, Tag.tag_id, Tag.name, TagGroup.name)
+                .join(Tag, Tag.id == TagAssignment.tag_pk).join(TagGroup, TagGroup.id == Tag.group_pk)
+                .where(TagAssignment.customer_id == customer.id)
+                .order_by(TagGroup.order.desc(), Tag.order.desc(), Tag.id)):
+            if rid in tags_by_rel:
+                tags_by_rel[rid].append({"tag_id": tag_id, "name": name, "group_name": group_name})
+    staff_names = _staff_names(corp_id, {r.userid for r in relations})
+    sync_states = _tag_sync_states(rel_ids)
+    followups = db.session.scalars(select(FollowUp).where(FollowUp.customer_id == customer.id)
+                                   .order_by(FollowUp.created_at.desc(), FollowUp.id.desc())
+                                   .limit(FOLLOWUPS_SHOWN)).all()
+    staff_names.update(_staff_names(corp_id, {f.userid for f in followups} - set(staff_names)))
+    chats = db.session.execute(
+        select(GroupChat.chat_id, GroupChat.name, GroupChat.owner_userid)
+        .join(GroupChatMember, GroupChatMember.chat_pk == GroupChat.id)
+        .where(GroupChatMember.corp_id == corp_id, GroupChatMember.member_id == customer.external_userid,
+               GroupChatMember.left_at.is_(None), GroupChat.dismissed_at.is_(None))
+        .order_by(GroupChat.name).limit(50)).all()
+    return {
+        "external_userid": customer.external_userid,
+        "name": customer.name,
+        "avatar": customer.avatar,
+        "type": customer.type,
+        "corp_name": customer.corp_name or customer.corp_full_name,
+        "position": customer.position,
+        "stage": customer.stage,
+        "stages": stage_names(corp_id),
+        "follow_users": [{
+            "userid": r.userid, "name": staff_names.get(r.userid, ""), "remark": r.remark,
+            "description": r.description, "added_at": _iso(r.added_at), "add_way": r.add_way, "state": r.state,
+            "status": r.status, "is_me": r.userid == principal.userid, "tags": tags_by_rel[r.id],
+            "tag_sync": {**sync_states[r.id], "message": sync_message(sync_states[r.id])} if r.id in sync_states
+            else None,
+        } for r in relations],
+        "followups": [followup_dict(f, staff_names) for f in followups],
+        "group_chats": [{"chat_id": c, "name": n, "owner_userid": o} for c, n, o in chats],
+    }
+
+
+def _staff_names(corp_id: str, userids: set[str]) -> dict[str, str]:
+    if not userids:
+        return {}
+    rows = db.session.execute(select(Staff.userid, Staff.name).where(Staff.corp_id == corp_id,
+                                                                     Staff.userid.in_(sorted(userids))))
+    return {userid: name for userid, name in rows}
+
+
+def followup_dict(f: FollowUp, staff_names: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"id": f.id, "userid": f.userid, "name": (staff_names or {}).get(f.userid, ""), "content": f.content,
+            "next_at": _iso(f.next_at), "created_at": _iso(f.created_at)}
+
+
+# ---------------------------------------------------------------- writing
+
+
+def parse_next_at(value: Any) -> dt.datetime | None:
+    """An optional next-contact time: 'YYYY-MM-DD' (China date, 09:00) or an ISO datetime (naive = China)."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise UserValueError("下次联系时间格式不对，应为 YYYY-MM-DD")
+    try:
+        if len(value) == 10:
+            day = dt.date.fromisoformat(value)
+            moment = dt.datetime.combine(day, dt.time(9, 0), tzinfo=CHINA)
+        else:
+            moment = dt.datetime.fromisoformat(value)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=CHINA)
+    except ValueError:
+        raise UserValueError("下次联系时间格式不对，应为 YYYY-MM-DD") from None
+    return moment.astimezone(dt.timezone.utc)
+
+
+def add_followup(principal: Principal, customer: Customer, content: Any, next_at: Any = None,
+                 userid: str | None = None) -> FollowUp:
+    """Record a follow-up note by the principal (or, for a token without a userid, by `userid`)."""
+    author = principal.userid or userid
+    if not author:
+        raise UserValueError("请指明记录人（userid）")
+    if principal.userid is None and not any(r.userid == author for r in customer.relations):
+        raise UserValueError(f"成员 {author} 没有跟进此客户")
+    text = content.strip() if isinstance(content, str) else ""
+    if not text:
+        raise UserValueError("跟进内容不能为空")
+    if len(text) > FOLLOWUP_MAX_CHARS:
+        raise UserValueError(f"跟进内容最多 {FOLLOWUP_MAX_CHARS} 字")
+    row = FollowUp(corp_id=customer.corp_id, customer_id=customer.id, userid=author, content=text,
+                   next_at=parse_next_at(next_at), created_at=utcnow())
+    db.session.add(row)
+    db.session.flush()
+    audit(customer.corp_id, principal.actor, "followup.add", "customer", customer.external_userid,
+          {"followup_id": row.id})
+    return row
+
+
+def set_stage(principal: Principal, customer: Customer, stage: Any) -> StageChange | None:
+    """Move the customer to `stage` (one of the corp's stages, or None to clear); None if unchanged."""
+    if stage is not None and (not isinstance(stage, str) or stage not in stage_names(customer.corp_id)):
+        raise UserValueError(f"未知的客户阶段：{stage}")
+    if stage == customer.stage:
+        return None
+    change = StageChange(corp_id=customer.corp_id, customer_id=customer.id, from_stage=customer.stage,
+                         to_stage=stage, actor=principal.actor)
+    customer.stage = stage
+    db.session.add(change)
+    audit(customer.corp_id, principal.actor, "stage.set", "customer", customer.external_userid,
+          {"from": change.from_stage, "to": stage})
+    db.session.flush()
+    return change
+
+
+# ---------------------------------------------------------------- group chats
+
+
+@dataclass
+class ChatView:
+    chat: GroupChat
+    members: list[dict[str, Any]]
+
+
+def load_chat(principal: Principal, chat_id: str) -> ChatView:
+    """A group chat the principal may see (its owner or a staff member in it is in scope)."""
+    chat = db.session.scalar(select(GroupChat).where(GroupChat.corp_id == principal.corp_id,
+                                                     GroupChat.chat_id == chat_id)
+                             .options(selectinload(GroupChat.members)))
+    if chat is None:
+        raise CustomerNotFound(chat_id)
+    present = [m for m in chat.members if m.left_at is None]
+    staff_ids = {chat.owner_userid} | {m.member_id for m in present if m.type == 1}
+    if not scope_for(principal).allows_any(staff_ids):
+        raise CustomerNotFound(chat_id)
+    externals = [m.member_id for m in present if m.type == 2]
+    known = set(db.session.scalars(select(Customer.external_userid).where(
+        Customer.corp_id == principal.corp_id, Customer.external_userid.in_(externals)))) if externals else set()
+    members = [{"member_id": m.member_id, "name": m.group_nickname or m.name, "type": m.type,
+                "is_owner": m.member_id == chat.owner_userid, "is_admin": m.is_admin,
+                "is_customer": m.member_id in known, "joined_at": m.join_time}
+               for m in sorted(present, key=lambda m: (m.member_id != chat.owner_userid, m.type, m.join_time or utcnow()))]
+    return ChatView(chat=chat, members=members)

@@ -1,0 +1,134 @@
+/* The customer page: one-tap tags (instant locally, sync state shown), stage, follow-up notes. */
+(function () {
+  "use strict";
+  var root = document.getElementById("customer");
+  if (!root) { return; }
+  var ext = root.getAttribute("data-external-userid");
+  var api = "/api/v1/customers/" + encodeURIComponent(ext);
+  var csrf = document.querySelector('meta[name="csrf-token"]').getAttribute("content");
+  var syncEl = document.getElementById("tag-sync");
+  var pollTimer = null;
+
+  function request(method, url, body) {
+    return fetch(url, {
+      method: method, credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrf },
+      body: body === undefined ? undefined : JSON.stringify(body)
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (data) {
+        if (!r.ok) {
+          var e = new Error((data.error && data.error.message) || ("请求失败（" + r.status + "）"));
+          e.status = r.status;
+          throw e;
+        }
+        return data;
+      });
+    }, function () { throw new Error("网络连接失败，请检查网络后重试"); });
+  }
+
+  function toast(text) {
+    var t = document.getElementById("toast");
+    t.textContent = text; t.hidden = false;
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(function () { t.hidden = true; }, 3000);
+  }
+
+  function setSync(status, message) {
+    if (!syncEl) { return; }
+    syncEl.setAttribute("data-status", status || "");
+    syncEl.textContent = message || "";
+  }
+
+  function pollSync(deadline) {
+    clearTimeout(pollTimer);
+    pollTimer = setTimeout(function () {
+      request("GET", api).then(function (p) {
+        var mine = p.follow_users.filter(function (f) { return f.is_me; })[0];
+        var s = mine && mine.tag_sync;
+        if (!s) { return; }
+        setSync(s.status, s.message);
+        if (s.status === "pending" && Date.now() < deadline) { pollSync(deadline); }
+      }).catch(function () { if (Date.now() < deadline) { pollSync(deadline); } });
+    }, 1000);
+  }
+
+  // Tags: flip the chip at once, then tell the server; undo the flip if it refuses.
+  Array.prototype.forEach.call(document.querySelectorAll("button.chip[data-tag-id]"), function (chip) {
+    chip.addEventListener("click", function () {
+      var on = chip.getAttribute("aria-pressed") !== "true";
+      var id = chip.getAttribute("data-tag-id");
+      chip.setAttribute("aria-pressed", on ? "true" : "false");
+      chip.classList.toggle("on", on);
+      chip.classList.add("busy");
+      setSync("pending", "正在保存…");
+      request("POST", api + "/tags", on ? { add: [id], remove: [] } : { add: [], remove: [id] })
+        .then(function (res) {
+          chip.classList.remove("busy");
+          setSync(res.sync.status, res.sync.message || (res.sync.status === "pending" ? "正在同步到企业微信…" : ""));
+          if (res.sync.status === "pending") { pollSync(Date.now() + 30000); }
+        })
+        .catch(function (err) {
+          chip.classList.remove("busy");
+          chip.setAttribute("aria-pressed", on ? "false" : "true");
+          chip.classList.toggle("on", !on);
+          setSync("failed", "修改失败：" + err.message);
+        });
+    });
+  });
+
+  // Stage.
+  var stage = document.getElementById("stage");
+  if (stage) {
+    var previous = stage.value;
+    stage.addEventListener("change", function () {
+      request("PUT", api + "/stage", { stage: stage.value || null })
+        .then(function () { previous = stage.value; toast("阶段已更新"); })
+        .catch(function (err) { stage.value = previous; toast(err.message); });
+    });
+  }
+
+  // Follow-ups: newest at the top.
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function chinaTime(iso, withTime) {
+    var d = new Date(new Date(iso).getTime() + 8 * 3600 * 1000);
+    var s = d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate());
+    return withTime ? s + " " + pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) : s;
+  }
+  var form = document.getElementById("followup-form");
+  if (form) {
+    form.addEventListener("submit", function (ev) {
+      ev.preventDefault();
+      var content = document.getElementById("followup-content");
+      var next = document.getElementById("followup-next");
+      var error = document.getElementById("followup-error");
+      var button = document.getElementById("followup-submit");
+      error.textContent = "";
+      if (!content.value.trim()) { error.textContent = "请填写跟进内容"; return; }
+      button.disabled = true;
+      request("POST", api + "/followups", { content: content.value, next_at: next.value || null })
+        .then(function (f) {
+          var li = document.createElement("li");
+          li.className = "timeline__item";
+          li.setAttribute("data-id", f.id);
+          var meta = document.createElement("div");
+          meta.className = "timeline__meta";
+          meta.textContent = chinaTime(f.created_at, true) + " · " + (f.name || f.userid) +
+            (f.next_at ? " · 下次联系 " + chinaTime(f.next_at, false) : "");
+          var body = document.createElement("div");
+          body.className = "timeline__content";
+          body.textContent = f.content;
+          li.appendChild(meta); li.appendChild(body);
+          var list = document.getElementById("followups");
+          var empty = document.getElementById("followups-empty");
+          if (empty) { empty.remove(); }
+          list.insertBefore(li, list.firstChild);
+          content.value = ""; next.value = "";
+          toast("已保存");
+        })
+        .catch(function (err) { error.textContent = err.message; })
+        .then(function () { button.disabled = false; });
+    });
+  }
+
+  if (syncEl && syncEl.getAttribute("data-status") === "pending") { pollSync(Date.now() + 30000); }
+})();
