@@ -168,7 +168,8 @@ class Emulator:
     def start(self, host: str = "127.0.0.1", port: int = 0) -> "Emulator":
         """Serve in a background thread (threaded WSGI server); returns self."""
         self._server = make_server(host, port, self.wsgi, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="wecom-emulator", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name="wecom-emulator", daemon=True)
         self._thread.start()
         log.info("wecom.emulator.started %s", self.url)
         return self
