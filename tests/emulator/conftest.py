@@ -159,6 +159,7 @@ def corp(emulator: Emulator) -> dict[str, Any]:
     gid, (t1, t2, t3) = act.corp_tag_group_created("客户等级", ["A类", "B类", "C类"])
     c1 = act.customer_adds_staff("alice", name="客户甲", state="expo", welcome_code=False)
     c2 = act.customer_adds_staff("alice", name="客户乙", welcome_code=False)
+    emulator.clock.advance(1)  # bob is c1's most recent contact
     act.customer_adds_staff("bob", name="客户甲", external_userid=c1, welcome_code=False)
     assert emulator.wait_idle(10)
     return {"group": gid, "tags": [t1, t2, t3], "c1": c1, "c2": c2}
