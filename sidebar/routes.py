@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from flask import Blueprint, abort, jsonify, render_template, request, send_file, session, url_for
+from flask import Blueprint, Response, abort, jsonify, render_template, request, session, url_for
 
 from console.identity import current_principal, login_required
 from extensions import db, settings
@@ -162,4 +162,4 @@ def standin() -> Any:
     """A stand-in for WeCom's JS-SDK for the demo in a browser; never served outside demo mode."""
     if not settings().SCRM_DEMO:
         abort(404)
-    return send_file(STANDIN, mimetype="text/javascript", max_age=0)
+    return Response(STANDIN.read_bytes(), mimetype="text/javascript", headers={"Cache-Control": "no-store"})
