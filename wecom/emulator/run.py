@@ -31,7 +31,11 @@ def parse_seed(value: str | None) -> str | int | None:
         raise ValueError(f"--seed must be 'demo' or a number, not {value!r}") from None
 
 
-def serve(emu: Emulator, host: str, port: int, echo: Callable[[str], None] = print,
+def _echo(text: str) -> None:
+    print(text, flush=True)
+
+
+def serve(emu: Emulator, host: str, port: int, echo: Callable[[str], None] = _echo,
           stop: threading.Event | None = None) -> None:
     """Start, print the URL and a summary, and block until Ctrl-C (or `stop` is set)."""
     emu.start(host=host, port=port)
