@@ -1,0 +1,59 @@
+"""The table of event handlers: (Event, ChangeType) → handler, one table per app.
+
+`wecom` never imports the features that apply events: `create_app` registers crm's handlers
+here (`register(app, "change_external_contact", "add_external_contact", fn)`), and the worker
+looks them up with `handler_for(event, change_type)`. A stored event whose pair has no handler
+is marked `ignored` at ingest (and still answered `success`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from flask import Flask, current_app
+
+# The worker calls a handler with the stored event (a `wecom.models.InboxEvent`).
+Handler = Callable[[Any], Any]
+
+EXTENSION_KEY = "scrm.wecom.handlers"
+
+# Every customer-contact callback of wecom-api.md §3 (self-built app form).
+KNOWN_EVENTS: frozenset[tuple[str, str]] = frozenset(
+    [("change_external_contact", ct) for ct in (
+        "add_external_contact", "edit_external_contact", "add_half_external_contact",
+        "del_external_contact", "del_follow_user", "transfer_fail", "msg_audit_approved")]
+    + [("change_external_chat", ct) for ct in ("create", "update", "dismiss")]
+    + [("change_external_tag", ct) for ct in ("create", "update", "delete", "shuffle")]
+)
+
+
+def _table(app: Flask) -> dict[tuple[str, str], Handler]:
+    return app.extensions.setdefault(EXTENSION_KEY, {})
+
+
+def register(app: Flask, event: str, change_type: str, fn: Handler) -> None:
+    """Make `fn` the handler of (event, change_type) in `app`.
+
+    Registering a different function for a pair that already has one is a wiring mistake and
+    raises `ValueError`; registering the same function again is harmless.
+    """
+    table = _table(app)
+    key = (event, change_type)
+    if key in table and table[key] is not fn:
+        raise ValueError(f"a handler for {event}/{change_type} is already registered: {table[key]!r}")
+    table[key] = fn
+
+
+def handler_for(event: str, change_type: str, app: Flask | None = None) -> Handler | None:
+    """The handler of (event, change_type) in `app` (default: the current app), or None."""
+    return _table(app or current_app).get((event, change_type))
+
+
+def handlers(app: Flask | None = None) -> dict[tuple[str, str], Handler]:
+    """A copy of the whole table (for health pages and tests)."""
+    return dict(_table(app or current_app))
+
+
+def is_known(event: str, change_type: str) -> bool:
+    """True for the customer-contact events of wecom-api.md §3 (handled or not)."""
+    return (event, change_type) in KNOWN_EVENTS
