@@ -13,5 +13,9 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     from . import models  # noqa: F401  (tables known to migrations)
     from .cli import wecom_cli
+    from .dispatch import EXTENSION_KEY
+    from .routes import bp as callback_bp
 
+    app.extensions.setdefault(EXTENSION_KEY, {})  # the (Event, ChangeType) → handler table
+    app.register_blueprint(callback_bp)  # /wecom/callback: no login, exempt from CSRF
     app.cli.add_command(wecom_cli)
