@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
-from .state import (ACTIVE, CUSTOMER_DELETED, MEMBER_RESIGNED, T_WAITING, TRANSFER_WINDOW, VISIBLE, ChatMember,
+from .state import (ACTIVE, CUSTOMER_DELETED, MEMBER_RESIGNED, TRANSFER_WINDOW, VISIBLE, ChatMember,
                     Customer, MsgTask, MsgTemplate, Relation, State, Tag, TagGroup)
 
 if TYPE_CHECKING:
