@@ -493,10 +493,7 @@ def test_json_bodies_are_utf8_not_escaped(wecom: responses.RequestsMock) -> None
 
 
 def test_secrets_and_tokens_never_reach_logs_or_errors(wecom: responses.RequestsMock,
-                                                        caplog: pytest.LogCaptureFixture,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    # migrations/env.py's fileConfig() disables loggers that exist when the app fixture migrates
-    monkeypatch.setattr(logging.getLogger("scrm.wecom.client"), "disabled", False)
+                                                        caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="scrm")
     leaky = requests.ConnectionError(f"Max retries exceeded with url: /cgi-bin/gettoken?corpid={CORP}"
                                      f"&corpsecret={SECRET} (Caused by reset)")
