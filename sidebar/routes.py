@@ -140,7 +140,10 @@ def _own_page(url: str) -> bool:
 
 @bp.get("/demo")
 def demo() -> Any:
-    """`?userid=U&external_userid=E` (or `&chat_id=C`): sign in through the emulator as U, open E's sidebar."""
+    """`?userid=U&external_userid=E` (or `&chat_id=C`): sign in through the emulator as U, open E's sidebar.
+
+    Without E or C, the customer U added most recently is opened.
+    """
     from flask import redirect
 
     if not settings().SCRM_DEMO:
@@ -151,6 +154,10 @@ def demo() -> Any:
         context = {"entry": "group_chat_tools", "chatId": request.args["chat_id"]}
     elif request.args.get("external_userid"):
         context = {"entry": "single_chat_tools", "userId": request.args["external_userid"]}
+    elif userid:
+        latest = service.latest_customer(settings().WECOM_CORP_ID, userid)
+        if latest:
+            context = {"entry": "single_chat_tools", "userId": latest}
     if not userid or not context:
         abort(400)
     session["demo_context"] = context

@@ -112,6 +112,14 @@ def editable_relation(principal: Principal, customer: Customer, userid: str | No
 # ---------------------------------------------------------------- reading
 
 
+def latest_customer(corp_id: str, userid: str) -> str | None:
+    """The external_userid of the customer `userid` added most recently (the demo link's default)."""
+    return db.session.scalar(select(Customer.external_userid).join(FollowRelation)
+                             .where(FollowRelation.corp_id == corp_id, FollowRelation.userid == userid,
+                                    FollowRelation.status == "active")
+                             .order_by(FollowRelation.added_at.desc(), FollowRelation.id.desc()).limit(1))
+
+
 def stage_names(corp_id: str) -> list[str]:
     """The corp's ordered stages (Stage rows), or the built-in list when none are configured."""
     names = list(db.session.scalars(select(Stage.name).where(Stage.corp_id == corp_id).order_by(Stage.position)))

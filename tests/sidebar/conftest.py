@@ -72,6 +72,7 @@ def corp(emu: Any, db_session: Any) -> Corp:
     made.customers["shared"] = emu.act.customer_adds_staff("zhangsan", name="陈晓明")
     emu.act.customer_adds_staff("lisi", name="陈晓明", external_userid=made.customers["shared"])
     made.customers["other"] = emu.act.customer_adds_staff("wangwu", name="赵敏")
+    emu.clock.advance(60)  # lisi's newest customer, for the demo link's default
     made.customers["lisi_only"] = emu.act.customer_adds_staff("lisi", name="周杰")
     emu.act.staff_edits_tags("lisi", made.customers["shared"], add=[made.tags["B类"]])
     made.chat_id = emu.act.group_chat_created("zhangsan", [made.customers["xss"], made.customers["shared"], "lisi"],

@@ -180,3 +180,7 @@ def test_demo_link_and_standin_exist_only_in_demo_mode(client: Any, emu: Any, co
     html = client.get("/sidebar/").get_data(as_text=True)
     assert "/sidebar/demo/ww-standin.js" in html and corp.customers["xss"] in html
     assert client.get("/sidebar/demo/ww-standin.js").status_code == 200
+    # without a customer, the one the staff member added last is opened
+    client.get("/sidebar/demo", query_string={"userid": "lisi"})
+    with client.session_transaction() as sess:
+        assert sess["demo_context"] == {"entry": "single_chat_tools", "userId": corp.customers["lisi_only"]}
