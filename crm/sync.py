@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from extensions import db, from_epoch, utcnow
 
@@ -140,6 +140,7 @@ class FullSync:
 
     def _save(self, state: dict[str, Any]) -> None:
         """Commit the page with the run's cursor, so an interruption resumes right after it."""
+        _relaxed_commit()
         run = self._run()
         state["heartbeat"] = utcnow().isoformat()
         run.progress = dict(state)
@@ -470,6 +471,13 @@ def _apply_follow_info(rel: FollowRelation, info: dict[str, Any], seen_at: dt.da
     if rel.status != "active":
         rel.status, rel.lost_at, rel.lost_reason = "active", None, None
     rel.synced_at = seen_at
+
+
+def _relaxed_commit() -> None:
+    """On PostgreSQL, do not wait for the WAL flush of a sync page: a page lost in a crash is
+    simply read again on resume, and waiting for the disk at every page dominated the sync time."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(text("SET LOCAL synchronous_commit = off"))
 
 
 def register_protector(app: Any, protector: Protector) -> None:
