@@ -105,7 +105,8 @@
       error.textContent = "";
       if (!content.value.trim()) { error.textContent = "请填写跟进内容"; return; }
       button.disabled = true;
-      request("POST", api + "/followups", { content: content.value, next_at: next.value || null })
+      var sent = content.value;
+      request("POST", api + "/followups", { content: sent, next_at: next.value || null })
         .then(function (f) {
           var li = document.createElement("li");
           li.className = "timeline__item";
@@ -122,7 +123,7 @@
           var empty = document.getElementById("followups-empty");
           if (empty) { empty.remove(); }
           list.insertBefore(li, list.firstChild);
-          content.value = ""; next.value = "";
+          if (content.value === sent) { content.value = ""; next.value = ""; }
           toast("已保存");
         })
         .catch(function (err) { error.textContent = err.message; })
