@@ -62,3 +62,47 @@ def sync_command(full: bool, restart: bool) -> None:
     click.echo("Done: " + ", ".join(f"{k}={counts[k]}" for k in
                                    ("staff", "customers", "relations", "tag_groups", "tags", "tag_assignments",
                                     "group_chats", "relations_lost", "tags_healed") if k in counts))
+
+
+@click.command("worker")
+@click.option("--lease", default=60.0, show_default=True, type=float,
+              help="Seconds a claimed row stays ours; a killed worker's rows come back after it.")
+@click.option("--poll", default=1.0, show_default=True, type=float, help="Seconds between polls when idle.")
+@click.option("--batch", default=10, show_default=True, type=int, help="Rows claimed at a time.")
+@click.option("--no-scheduler", is_flag=True, help="Do not run the scheduled jobs in this process.")
+@click.option("--once", is_flag=True, help="Handle what is due now, then exit.")
+def worker_command(lease: float, poll: float, batch: int, no_scheduler: bool, once: bool) -> None:
+    """Apply inbox events and send outbox commands (and run the schedule) until SIGTERM/SIGINT."""
+    import signal
+
+    from flask import current_app
+
+    from wecom.service import wake_after_commit
+
+    from .worker import Worker, drain
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    wake_after_commit()
+    worker = Worker(app, lease=lease, poll_interval=poll, batch=batch)
+    if once:
+        click.echo(f"handled {drain(app, worker=worker)} rows")
+        return
+    scheduler = None
+    if not no_scheduler:
+        from .jobs import start_scheduler
+
+        scheduler = start_scheduler(app, owner=worker.name)
+
+    def stop(signum: int, _frame: object) -> None:
+        click.echo(f"signal {signum}: finishing the current row, then stopping", err=True)
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    click.echo(f"worker {worker.name} running (lease {lease:g}s, poll {poll:g}s); SIGTERM or Ctrl-C stops", err=True)
+    try:
+        worker.run()
+    finally:
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+    click.echo(f"worker stopped: {worker.counts}", err=True)

@@ -313,3 +313,18 @@ class SyncRun(CorpScoped, db.Model):
     progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[Optional[str]] = mapped_column(Text)
+
+
+class WelcomeMessage(CorpScoped, db.Model):
+    """The bot's welcome text per channel: `state` is the contact way's State, '' the default.
+
+    `{staff_name}` and `{customer_name}` in the text are filled in when it is sent.
+    """
+
+    __tablename__ = "welcome_messages"
+    __table_args__ = (UniqueConstraint("corp_id", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    state: Mapped[str] = mapped_column(String(64), default="")
+    text: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,4 +1,4 @@
-"""Operational endpoints of the customer base: `/healthz`."""
+"""Operational endpoints of the customer base: `/healthz` (what an operator watches) and `/livez`."""
 
 from __future__ import annotations
 
@@ -13,11 +13,15 @@ from .models import Customer, FollowRelation, SyncRun
 
 bp = Blueprint("crm", __name__)
 
+# A backlog older than this is reported under "degraded" (the status stays "ok": the server works).
+BACKLOG_AGE_S = 300.0
+
 
 @bp.get("/healthz")
 def healthz() -> Any:
     """Liveness plus what an operator watches: database, last sync, WeCom calls."""
     from wecom.client import call_counts
+    from wecom.service import inbox_stats, outbox_stats
 
     corp_id = settings().WECOM_CORP_ID
     body: dict[str, Any] = {"status": "ok"}
@@ -37,4 +41,29 @@ def healthz() -> Any:
         select(func.count()).select_from(FollowRelation)
         .where(FollowRelation.corp_id == corp_id, FollowRelation.status == "active"))
     body["wecom_calls"] = call_counts()
+    body["inbox"] = inbox_stats(corp_id)
+    body["outbox"] = outbox_stats(corp_id)
+    body["degraded"] = _degraded(body["inbox"], body["outbox"])
     return jsonify(body)
+
+
+def _degraded(inbox: dict[str, Any], outbox: dict[str, Any]) -> list[str]:
+    """Reasons an operator should look, in plain words (empty when all is well)."""
+    reasons = []
+    if inbox["oldest_pending_age_s"] > BACKLOG_AGE_S:
+        reasons.append(f"inbox: oldest pending event waits {inbox['oldest_pending_age_s']:.0f}s "
+                       "(is a worker running?)")
+    if outbox["oldest_pending_age_s"] > BACKLOG_AGE_S:
+        reasons.append(f"outbox: oldest pending command waits {outbox['oldest_pending_age_s']:.0f}s "
+                       "(WeCom unreachable or no worker running?)")
+    if inbox["failed"]:
+        reasons.append(f"inbox: {inbox['failed']} failed event(s); see `flask wecom replay --failed`")
+    if outbox["failed"]:
+        reasons.append(f"outbox: {outbox['failed']} failed command(s)")
+    return reasons
+
+
+@bp.get("/livez")
+def livez() -> Any:
+    """The process answers; touches nothing (a baseline for benchmarks and liveness probes)."""
+    return jsonify({"status": "ok"})

@@ -26,3 +26,20 @@ def emulator_command(host: str, port: int, seed: str | None, callback_url: str |
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--seed") from None
     serve(Emulator(**creds, callback_url=callback_url, seed=parsed), host, port, echo=click.echo)
+
+
+@wecom_cli.command("replay")
+@click.option("--failed", is_flag=True, help="Every failed inbox event.")
+@click.option("--id", "ids", type=int, multiple=True, help="This inbox event, whatever its status (repeatable).")
+def replay_command(failed: bool, ids: tuple[int, ...]) -> None:
+    """Put inbox events back to pending so the worker applies them again (handlers are idempotent)."""
+    from extensions import db, settings
+
+    from .service import replay_events, wake
+
+    if not failed and not ids:
+        raise click.UsageError("say what to replay: --failed, or --id N")
+    count = replay_events(settings().WECOM_CORP_ID, failed=failed, ids=list(ids))
+    db.session.commit()
+    wake()
+    click.echo(f"{count} event(s) put back to pending")

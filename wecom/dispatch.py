@@ -8,14 +8,29 @@ is marked `ignored` at ingest (and still answered `success`).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 from flask import Flask, current_app
 
-# The worker calls a handler with the stored event (a `wecom.models.InboxEvent`).
-Handler = Callable[[Any], Any]
+if TYPE_CHECKING:
+    from .models import InboxEvent, OutboxCommand
+
+# The worker calls a handler with the stored event, inside the transaction that marks the event
+# done: the handler flushes, never commits. Raising rolls the whole application of the event back
+# (a transient `WeComError` or a database error is retried later, anything else fails the event).
+Handler = Callable[["InboxEvent"], None]
+
+# Called with a command just marked done or failed, in the same transaction (flush, never commit),
+# so a feature can correct its local state when WeCom refuses a write (e.g. 84061, 40068).
+OutboxHook = Callable[["OutboxCommand"], None]
 
 EXTENSION_KEY = "scrm.wecom.handlers"
+OUTBOX_HOOKS_KEY = "scrm.wecom.outbox_hooks"
+
+
+class OutboxHooks(NamedTuple):
+    on_done: tuple[OutboxHook, ...] = ()
+    on_failed: tuple[OutboxHook, ...] = ()
 
 # Every customer-contact callback of wecom-api.md §3 (self-built app form).
 KNOWN_EVENTS: frozenset[tuple[str, str]] = frozenset(
@@ -57,3 +72,18 @@ def handlers(app: Flask | None = None) -> dict[tuple[str, str], Handler]:
 def is_known(event: str, change_type: str) -> bool:
     """True for the customer-contact events of wecom-api.md §3 (handled or not)."""
     return (event, change_type) in KNOWN_EVENTS
+
+
+def register_outbox_hooks(app: Flask, kind: str, *, on_done: OutboxHook | None = None,
+                          on_failed: OutboxHook | None = None) -> None:
+    """Add after-hooks for outbox commands of `kind` (several features may add theirs)."""
+    table: dict[str, OutboxHooks] = app.extensions.setdefault(OUTBOX_HOOKS_KEY, {})
+    hooks = table.get(kind, OutboxHooks())
+    done = hooks.on_done + ((on_done,) if on_done is not None and on_done not in hooks.on_done else ())
+    failed = hooks.on_failed + ((on_failed,) if on_failed is not None and on_failed not in hooks.on_failed else ())
+    table[kind] = OutboxHooks(done, failed)
+
+
+def outbox_hooks(kind: str, app: Flask | None = None) -> OutboxHooks:
+    """The after-hooks registered for outbox commands of `kind` (empty when none)."""
+    return (app or current_app).extensions.get(OUTBOX_HOOKS_KEY, {}).get(kind, OutboxHooks())

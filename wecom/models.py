@@ -1,11 +1,12 @@
-"""Tables of the WeCom protocol layer: the shared token/ticket cache and the callback inbox."""
+"""Tables of the WeCom protocol layer: the shared token/ticket cache, the callback inbox, the
+outbox of commands to send, and the locks of scheduled jobs."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from extensions import CorpScoped, db, utcnow
@@ -66,3 +67,68 @@ class InboxEvent(CorpScoped, db.Model):
 
     def __repr__(self) -> str:
         return f"<InboxEvent {self.id} {self.event}/{self.change_type} {self.status}>"
+
+
+class OutboxCommand(CorpScoped, db.Model):
+    """A write that must reach WeCom, recorded in the same transaction as the local change.
+
+    The worker claims pending commands whose `next_attempt_at` has come (`claimed_by`,
+    `claimed_until` as a lease), calls `getattr(client, method)(**args)` on the "contact" or
+    "agent" client, and marks the command done (with WeCom's answer in `result`) or failed
+    (`last_errcode`, `last_error`). Transient failures are retried with backoff; a command past
+    `not_after` is failed as "expired" without being sent. Delivery is at least once.
+
+    `dedupe_key` is unique per corp among pending commands (a partial unique index), so the same
+    intent cannot wait twice. `relation_id` names the follow relation a command changes, so the
+    full sync and the event handlers leave that relation's local state alone while it waits.
+    """
+
+    __tablename__ = "wecom_outbox"
+    __table_args__ = (
+        Index("ix_wecom_outbox_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_wecom_outbox_corp_relation_status", "corp_id", "relation_id", "status"),
+        Index("uq_wecom_outbox_pending_dedupe", "corp_id", "dedupe_key", unique=True,
+              postgresql_where=text("status = 'pending' AND dedupe_key IS NOT NULL"),
+              sqlite_where=text("status = 'pending' AND dedupe_key IS NOT NULL")),
+    )
+
+    STATUSES = ("pending", "done", "failed")
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # what the feature calls it: mark_tag, welcome, …
+    client: Mapped[str] = mapped_column(String(16), default="contact")  # contact | agent
+    method: Mapped[str] = mapped_column(String(64))  # a WeComClient method name
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # its keyword arguments
+    relation_id: Mapped[Optional[int]] = mapped_column(Integer)  # crm follow_relations.id (no FK: wecom is below crm)
+    dedupe_key: Mapped[Optional[str]] = mapped_column(String(191))
+    not_after: Mapped[Optional[dt.datetime]]  # deadline: after it the command is failed "expired", never sent
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[Optional[dt.datetime]]
+    last_errcode: Mapped[Optional[int]] = mapped_column(Integer)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    result: Mapped[Optional[Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[Optional[dt.datetime]]
+    claimed_by: Mapped[Optional[str]] = mapped_column(String(128))
+    claimed_until: Mapped[Optional[dt.datetime]]
+
+    def __repr__(self) -> str:
+        return f"<OutboxCommand {self.id} {self.kind} {self.method} {self.status}>"
+
+
+class JobLock(CorpScoped, db.Model):
+    """A scheduled job's lock, shared by every process that runs a scheduler.
+
+    `locked_until` is a lease (a crashed process's lock runs out); `last_run_at` is when the job
+    last started, so a nightly job fired by two processes runs once that night.
+    """
+
+    __tablename__ = "job_locks"
+    __table_args__ = (UniqueConstraint("corp_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    locked_by: Mapped[Optional[str]] = mapped_column(String(128))
+    locked_until: Mapped[Optional[dt.datetime]]
+    last_run_at: Mapped[Optional[dt.datetime]]
