@@ -143,12 +143,15 @@ def cmd_demo(args: list[str]) -> int:
         run([*flask, "db", "upgrade"], env=env)
         say("full sync from the emulator")
         run([*flask, "wecom", "sync"], env=env)
+        run([*flask, "roles", "grant", "zhangwei", "admin"], env=env, stdout=subprocess.DEVNULL)
         say(f"starting the server on port {DEMO_PORT}")
         procs.append(subprocess.Popen([*flask, "run", "--port", str(DEMO_PORT)], cwd=ROOT, env=env))
         _wait_http(f"http://127.0.0.1:{DEMO_PORT}/healthz", procs[1], "the server")
         base = f"http://127.0.0.1:{DEMO_PORT}"
         print(f"""
   The demo is running (Ctrl-C stops both).
+    Chat sidebar:        {base}/sidebar/demo?userid=zhangwei   (as 张伟, on his newest customer)
+    Web console:         {base}/console/login                   (sign in as zhangwei: admin)
     Server health:       {base}/healthz
     WeCom emulator:      http://127.0.0.1:{EMULATOR_PORT}/emulator/summary
     Callback URL:        {base}/wecom/callback  (the emulator sends its callbacks here)
