@@ -392,7 +392,7 @@ def process_event(event_id: int, worker_id: str, *, retry_base: float = RETRY_BA
                            .execution_options(synchronize_session=False))
         db.session.commit()
         return "ignored"
-    attempts = row.attempts
+    attempts, kind = row.attempts, f"{row.event}/{row.change_type}"
     try:
         handler(row)
         db.session.flush()
@@ -415,8 +415,7 @@ def process_event(event_id: int, worker_id: str, *, retry_base: float = RETRY_BA
             log.info("wecom.inbox.retry id=%s attempts=%s error=%s", event_id, attempts, error)
         else:
             values = {"status": "failed", "processed_at": utcnow()}
-            log.warning("wecom.inbox.failed id=%s event=%s/%s attempts=%s error=%s", event_id,
-                        row.event, row.change_type, attempts, error,
+            log.warning("wecom.inbox.failed id=%s event=%s attempts=%s error=%s", event_id, kind, attempts, error,
                         exc_info=not isinstance(exc, DBAPIError) and not hasattr(exc, "errcode"))
         db.session.execute(update(InboxEvent).where(_owned(InboxEvent, event_id, worker_id))
                            .values(last_error=error, claimed_by=None, claimed_until=None, **values)
