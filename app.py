@@ -51,6 +51,10 @@ def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
 
     init_console(app)
     init_sidebar(app)
+
+    from tagging import init_app as init_tagging
+
+    init_tagging(app)
     return app
 
 

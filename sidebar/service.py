@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from console.identity import Principal, scope_for
-from crm.models import (Customer, FollowRelation, FollowUp, GroupChat, GroupChatMember, Stage, StageChange, Staff,
+from crm.models import (Customer, FollowRelation, FollowUp, GroupChat, GroupChatMember, StageChange, Staff,
                         Tag, TagAssignment, TagGroup)
 from crm.service import UserValueError, audit
 from extensions import db, utcnow
@@ -24,7 +24,6 @@ from extensions import db, utcnow
 log = logging.getLogger("scrm.sidebar")
 
 CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")  # no DST; the UI's dates are China dates
-DEFAULT_STAGES = ("新客户", "初步沟通", "意向明确", "已成交", "流失客户")
 FOLLOWUPS_SHOWN = 50
 FOLLOWUP_MAX_CHARS = 2000
 NOT_FOUND_ERRCODES = {40096, 84061, 40003}  # invalid external_userid / not a customer / invalid id
@@ -121,9 +120,10 @@ def latest_customer(corp_id: str, userid: str) -> str | None:
 
 
 def stage_names(corp_id: str) -> list[str]:
-    """The corp's ordered stages (Stage rows), or the built-in list when none are configured."""
-    names = list(db.session.scalars(select(Stage.name).where(Stage.corp_id == corp_id).order_by(Stage.position)))
-    return names or list(DEFAULT_STAGES)
+    """The corp's ordered stages (`tagging.stages` owns the list and its default)."""
+    from tagging.stages import stage_names as configured
+
+    return configured(corp_id)
 
 
 def tag_catalog(corp_id: str) -> list[dict[str, Any]]:
@@ -285,18 +285,10 @@ def add_followup(principal: Principal, customer: Customer, content: Any, next_at
 
 def set_stage(principal: Principal, customer: Customer, stage: Any) -> StageChange | None:
     """Move the customer to `stage` (one of the corp's stages, or None to clear); None if unchanged."""
-    if stage is not None and (not isinstance(stage, str) or stage not in stage_names(customer.corp_id)):
-        raise UserValueError(f"未知的客户阶段：{stage}")
-    if stage == customer.stage:
-        return None
-    change = StageChange(corp_id=customer.corp_id, customer_id=customer.id, from_stage=customer.stage,
-                         to_stage=stage, actor=principal.actor)
-    customer.stage = stage
-    db.session.add(change)
-    audit(customer.corp_id, principal.actor, "stage.set", "customer", customer.external_userid,
-          {"from": change.from_stage, "to": stage})
-    db.session.flush()
-    return change
+    from tagging.stages import change_stage
+
+    return change_stage(customer.corp_id, customer, stage, principal.actor,
+                        source="api" if principal.via == "token" else "staff")
 
 
 # ---------------------------------------------------------------- group chats

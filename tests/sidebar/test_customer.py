@@ -105,13 +105,13 @@ def test_stage_change_is_recorded(client: Any, emu: Any, corp: Any, db_session: 
 
     ext = corp.customers["xss"]
     oauth_sign_in(client, emu, "zhangsan")
-    answer = client.put(f"/api/v1/customers/{ext}/stage", json={"stage": "意向明确"}, headers=_csrf(client))
-    assert answer.status_code == 200 and answer.get_json()["stage"] == "意向明确"
+    answer = client.put(f"/api/v1/customers/{ext}/stage", json={"stage": "意向客户"}, headers=_csrf(client))
+    assert answer.status_code == 200 and answer.get_json()["stage"] == "意向客户"
     change = db_session.query(StageChange).one()
-    assert (change.from_stage, change.to_stage, change.actor) == (None, "意向明确", "zhangsan")
+    assert (change.from_stage, change.to_stage, change.actor) == (None, "意向客户", "zhangsan")
     bad = client.put(f"/api/v1/customers/{ext}/stage", json={"stage": "不存在的阶段"}, headers=_csrf(client))
     assert bad.status_code == 422
-    assert client.get(f"/api/v1/customers/{ext}").get_json()["stage"] == "意向明确"
+    assert client.get(f"/api/v1/customers/{ext}").get_json()["stage"] == "意向客户"
 
 
 def test_customer_not_synced_yet_is_fetched_on_demand(client: Any, emu: Any, corp: Any) -> None:
