@@ -435,6 +435,11 @@ def process_command(command_id: int, worker_id: str, client_for: ClientFor, *,
     "expired" without being sent. Transient errors (5xx, timeouts, -1, 45009, 45033) are retried
     with backoff up to OUTBOX_MAX_ATTEMPTS (and never past `not_after`); anything else fails the
     command with WeCom's errcode. The kind's after-hooks run in the transaction of that change.
+
+    At least once: a worker killed between WeCom's answer and the commit sends the command again
+    when its lease runs out. mark_tag, remark, edit/del_corp_tag are idempotent; a repeated
+    send_welcome_msg is refused by WeCom (the code is single-use, 41051); a repeated app message
+    (send_app_message) or mass-message task (add_msg_template) WOULD be sent twice.
     """
     cmd = db.session.get(OutboxCommand, command_id, populate_existing=True)
     if cmd is None or cmd.status != "pending" or cmd.claimed_by != worker_id:
