@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
-from flask import Flask
+from flask import Flask, current_app
 from sqlalchemy import delete, select
 
 from extensions import db, from_epoch, settings, utcnow
@@ -107,6 +107,44 @@ def _relation(corp_id: str, external_userid: str, userid: str) -> FollowRelation
     return db.session.scalar(select(FollowRelation).join(Customer, Customer.id == FollowRelation.customer_id)
                              .where(Customer.corp_id == corp_id, Customer.external_userid == external_userid,
                                     FollowRelation.userid == userid))
+
+
+# ---------------------------------------------------------------- customer hooks (tagging's rules)
+
+CUSTOMER_HOOKS_KEY = "scrm.crm.customer_hooks"
+CustomerHook = Callable[[str, str, int, "int | None", dict[str, Any]], None]
+
+
+def register_customer_hook(app: Flask, fn: CustomerHook) -> None:
+    """Call `fn(kind, corp_id, customer_id, relation_id, info)` when a callback added a customer
+    ("customer_added", info: state, userid), changed a relation's tags in the WeCom client
+    ("tags_changed", info: added, removed tag ids) or a customer joined a group chat
+    ("joined_group_chat", info: chat_id). Runs in the handler's transaction, in a savepoint."""
+    hooks: list[CustomerHook] = app.extensions.setdefault(CUSTOMER_HOOKS_KEY, [])
+    if fn not in hooks:
+        hooks.append(fn)
+
+
+def _run_customer_hooks(kind: str, corp_id: str, customer_id: int, relation_id: int | None,
+                        info: dict[str, Any]) -> None:
+    for hook in list(current_app.extensions.get(CUSTOMER_HOOKS_KEY, [])):
+        try:
+            with db.session.begin_nested():
+                hook(kind, corp_id, customer_id, relation_id, info)
+        except WeComError:
+            raise
+        except Exception:  # a broken hook must not undo the event it reacts to
+            log.exception("crm.handlers.customer-hook-failed kind=%s customer=%s", kind, customer_id)
+
+
+def _relation_tag_ids(relation_ids: list[int]) -> dict[int, set[str]]:
+    out: dict[int, set[str]] = {rid: set() for rid in relation_ids}
+    if relation_ids:
+        for rid, tag_id in db.session.execute(select(TagAssignment.relation_id, Tag.tag_id)
+                                              .join(Tag, Tag.id == TagAssignment.tag_pk)
+                                              .where(TagAssignment.relation_id.in_(relation_ids))):
+            out[rid].add(tag_id)
+    return out
 
 
 # ---------------------------------------------------------------- customers
@@ -250,6 +288,8 @@ def on_add_external_contact(event: InboxEvent) -> None:
     _audit(event, "customer.added" if event.change_type == "add_external_contact" else "customer.half_added",
            "customer", ext, userid=userid, state=state, relation_id=rel.id if rel is not None else None,
            welcome_command_id=welcome.id if welcome is not None else None)
+    if rel is not None and event.change_type == "add_external_contact":
+        _run_customer_hooks("customer_added", corp_id, customer.id, rel.id, {"state": rel.state, "userid": userid})
 
 
 def on_edit_external_contact(event: InboxEvent) -> None:
@@ -261,10 +301,17 @@ def on_edit_external_contact(event: InboxEvent) -> None:
         _mark_all_lost(corp_id, ext, event_time(event), "sync")
         _audit(event, "customer.unknown", "customer", ext, userid=userid)
         return
-    _, relations = apply_customer_detail(corp_id, data, client)
+    before_rel = _relation(corp_id, ext, userid)
+    before = _relation_tag_ids([before_rel.id])[before_rel.id] if before_rel is not None else set()
+    customer, relations = apply_customer_detail(corp_id, data, client)
     rel = relations.get(userid)
     _audit(event, "customer.edited", "customer", ext, userid=userid,
            relation_id=rel.id if rel is not None else None)
+    if rel is not None and rel.id is not None:
+        after = _relation_tag_ids([rel.id])[rel.id]
+        if after != before:
+            _run_customer_hooks("tags_changed", corp_id, customer.id, rel.id,
+                                {"added": sorted(after - before), "removed": sorted(before - after)})
 
 
 def on_del_external_contact(event: InboxEvent) -> None:
@@ -449,6 +496,13 @@ def on_chat_changed(event: InboxEvent) -> None:
     db.session.flush()
     _audit(event, "group_chat.created" if event.change_type == "create" else "group_chat.updated",
            "group_chat", chat_id, member_version=chat.member_version, **detail)
+    if detail["update_detail"] == "add_member" or event.change_type == "create":
+        joined = set(detail["mem_change_list"] or []) if event.change_type != "create" else \
+            {m.member_id for m in chat.members if m.type == 2}
+        for member_id in sorted(joined):
+            customer = _customer(corp_id, member_id)
+            if customer is not None:
+                _run_customer_hooks("joined_group_chat", corp_id, customer.id, None, {"chat_id": chat_id})
 
 
 def _dismiss(corp_id: str, chat_id: str, at: dt.datetime) -> GroupChat:

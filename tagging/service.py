@@ -1,19 +1,45 @@
-"""Tag changes made in the product (sidebar, API, rules), applied locally at once and sent to WeCom later.
+"""Tag changes made in the product (sidebar, API, rules, bulk edits), applied locally at once and sent to WeCom later.
+
+Conflict policy (two-way tag sync)
+----------------------------------
+- **Assignments.** A change made here is applied locally at once and sent as ONE `mark_tag` per follow
+  relation through the outbox. Until WeCom answers that command, the local change wins: an
+  `edit_external_contact` callback (a change made in the WeCom client) that arrives meanwhile is merged
+  for every tag the pending command does not touch, and the touched tags keep their local value; the
+  full sync leaves the whole relation alone while a command on it is pending. Once the command is done,
+  WeCom is the truth again and the next callback or sync is applied as is.
+- **Refusals.** If WeCom refuses the command (40068 the tag was deleted, 84061 the relationship is
+  gone, …), the local change is rolled back by re-reading WeCom's state of that customer (and, for
+  40068, of the tags named in the command, which get tombstones). The user sees the failure: the
+  relation's sync state (`relation_sync_state`: failed, errcode, a message in Chinese) and an audit row
+  `tags.change_failed` next to the original `tags.change`.
+- **Catalog renames.** Identity is WeCom's tag id, so a rename is always the same tag, never two. When a
+  tag is renamed here and in WeCom's admin console at about the same time, the rename that reaches
+  WeCom LAST wins on both sides. Ours is ordered at the moment the worker sends `edit_corp_tag` (not
+  when the user clicked); the admin's at the moment the admin saved it. After our command is answered
+  the tag is re-read from WeCom (not copied from the command), and an admin-console rename always
+  arrives as a callback that re-reads the tag, so both orders end with the same name on both sides.
+- **Catalog deletes** leave tombstones (`deleted_at`): the row stays, so history and audit rows still read.
 
 Services flush; the request or job that calls them commits once. The WeCom side of a change is an
-outbox command (`mark_tag`) written in the same transaction, sent by the worker after the commit.
+outbox command written in the same transaction, sent by the worker after the commit.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
-from typing import TYPE_CHECKING, Iterable
+import threading
+from typing import TYPE_CHECKING, Any, Iterable
 
-from sqlalchemy import select
+from flask import Flask, current_app
+from sqlalchemy import select, update
 
-from crm.models import FollowRelation, Tag, TagAssignment
+from crm.models import Customer, FollowRelation, Tag, TagAssignment
 from crm.service import UserValueError, audit
-from extensions import db
+from extensions import db, utcnow
+
+from .rule_models import TagJob
 
 if TYPE_CHECKING:
     from wecom.models import OutboxCommand
@@ -21,10 +47,30 @@ if TYPE_CHECKING:
 log = logging.getLogger("scrm.tagging")
 
 MAX_TAGS_PER_CHANGE = 100
+JOB_CHUNK = 200
+STALE_JOB = dt.timedelta(minutes=5)
+
+# What the user is told when WeCom refuses a tag change (wecom-api.md §4.6, §10).
+REFUSALS = {
+    40068: "标签已在企业微信中被删除",
+    84061: "成员与该客户已不是联系人关系",
+    40096: "客户在企业微信中已不存在",
+    48002: "应用没有客户联系权限",
+    "expired": "超过时限未能同步",
+}
+
+
+def describe_refusal(errcode: int | None, error: str | None = None) -> str:
+    """A short Chinese sentence for a failed outbox command."""
+    if errcode in REFUSALS:
+        return REFUSALS[errcode]
+    if error == "expired":
+        return REFUSALS["expired"]
+    return f"企业微信拒绝了此操作（{errcode or error or '未知错误'}）"
 
 
 def _tags_by_id(corp_id: str, tag_ids: Iterable[str]) -> dict[str, Tag]:
-    """The live tags named by `tag_ids`; an unknown or deleted tag is refused with a readable message."""
+    """The live tags named by `tag_ids`; an unknown, deleted or not yet created tag is refused."""
     wanted = {str(t) for t in tag_ids}
     if not wanted:
         return {}
@@ -36,16 +82,23 @@ def _tags_by_id(corp_id: str, tag_ids: Iterable[str]) -> dict[str, Tag]:
     deleted = sorted(t.name for t in found.values() if t.deleted_at is not None)
     if deleted:
         raise UserValueError(f"标签已被删除：{', '.join(deleted)}")
+    from .catalog import is_provisional
+
+    waiting = sorted(t.name for t in found.values() if is_provisional(t.tag_id))
+    if waiting:
+        raise UserValueError(f"标签尚未在企业微信中创建完成，请稍后再试：{', '.join(waiting)}")
     return found
 
 
 def change_relation_tags(corp_id: str, relation: FollowRelation, add_tag_ids: Iterable[str],
-                         remove_tag_ids: Iterable[str], actor: str, source: str) -> "OutboxCommand | None":
+                         remove_tag_ids: Iterable[str], actor: str, source: str, *,
+                         detail: dict[str, Any] | None = None, fire_rules: bool = True) -> "OutboxCommand | None":
     """Add and remove corp tags on one follow relation.
 
-    Applies the change locally at once, writes an audit row and enqueues ONE `mark_tag` command for
-    the relation with what actually changed. Returns that command, or None when nothing changed
-    (every tag to add was already there and every tag to remove was absent).
+    Applies the change locally at once, writes an audit row (with `detail`, e.g. the rule and its
+    chain) and enqueues ONE `mark_tag` command for the relation with what actually changed. Returns that
+    command, or None when nothing changed. With `fire_rules`, the auto-tagging rules triggered by the
+    added/removed tags run in the same transaction (rules pass False and cascade themselves).
     Raises `UserValueError` for unknown or deleted tags, a tag both added and removed, or a lost relation.
     """
     add_ids, remove_ids = [str(t) for t in add_tag_ids], [str(t) for t in remove_tag_ids]
@@ -66,7 +119,7 @@ def change_relation_tags(corp_id: str, relation: FollowRelation, add_tag_ids: It
         tag = tags[tag_id]
         if tag.id not in current:
             db.session.add(TagAssignment(corp_id=corp_id, relation_id=relation.id, tag_pk=tag.id,
-                                         customer_id=relation.customer_id, source=source))
+                                         customer_id=relation.customer_id, source=source[:16]))
             added.append(tag_id)
     for tag_id in dict.fromkeys(remove_ids):
         assignment = current.get(tags[tag_id].id)
@@ -84,7 +137,236 @@ def change_relation_tags(corp_id: str, relation: FollowRelation, add_tag_ids: It
                       client="contact", relation_id=relation.id)
     audit(corp_id, actor, "tags.change", "relation", str(relation.id),
           {"userid": relation.userid, "external_userid": external_userid, "add": added, "remove": removed,
-           "source": source, "command_id": command.id})
+           "source": source, "command_id": command.id, **(detail or {})})
     db.session.flush()
     log.info("tagging.change relation=%s add=%s remove=%s command=%s", relation.id, added, removed, command.id)
+    if fire_rules:
+        from .rules import on_tags_changed
+
+        on_tags_changed(corp_id, relation, added, removed, chain=[])
     return command
+
+
+# ---------------------------------------------------------------- refusals and sync state
+
+
+def on_mark_tag_failed(command: "OutboxCommand") -> None:
+    """Outbox after-hook: WeCom refused a `mark_tag`. crm's hook already re-read the customer (the
+    local change is rolled back); here a tag WeCom says does not exist (40068) is re-read and gets its
+    tombstone, and the refusal is recorded for the user."""
+    args = command.args or {}
+    tag_ids = [str(t) for t in list(args.get("add_tag") or []) + list(args.get("remove_tag") or [])]
+    if command.last_errcode == 40068 and tag_ids:
+        from crm.handlers import apply_tag_groups
+        from wecom.client import contact_client
+
+        apply_tag_groups(command.corp_id, contact_client().get_corp_tag_list(tag_ids=tag_ids), tag_ids=tag_ids)
+    relation = db.session.get(FollowRelation, command.relation_id) if command.relation_id else None
+    if relation is not None and relation.status != "active":
+        # WeCom no longer lists the relation, so crm's re-read did not touch its tags: undo the command
+        # here, leaving the lost relation's tags as they were before the refused change.
+        _undo(command.corp_id, relation, list(args.get("add_tag") or []), list(args.get("remove_tag") or []))
+    audit(command.corp_id, "wecom", "tags.change_failed", "relation", str(command.relation_id or ""),
+          {"command_id": command.id, "errcode": command.last_errcode, "error": command.last_error,
+           "message": describe_refusal(command.last_errcode, command.last_error),
+           "userid": args.get("userid"), "external_userid": args.get("external_userid"),
+           "add": list(args.get("add_tag") or []), "remove": list(args.get("remove_tag") or [])})
+
+
+def _undo(corp_id: str, relation: FollowRelation, added: list[str], removed: list[str]) -> None:
+    pks = dict(db.session.execute(select(Tag.tag_id, Tag.id).where(Tag.corp_id == corp_id,
+                                                                   Tag.tag_id.in_(added + removed))).all())
+    current = {a.tag_pk: a for a in db.session.scalars(
+        select(TagAssignment).where(TagAssignment.relation_id == relation.id))}
+    for tag_id in added:
+        if pks.get(tag_id) in current:
+            db.session.delete(current[pks[tag_id]])
+    for tag_id in removed:
+        if tag_id in pks and pks[tag_id] not in current:
+            db.session.add(TagAssignment(corp_id=corp_id, relation_id=relation.id, tag_pk=pks[tag_id],
+                                         customer_id=relation.customer_id, source="wecom"))
+    db.session.flush()
+
+
+def relation_sync_state(corp_id: str, relation_id: int) -> dict[str, Any]:
+    """How the relation's latest tag change stands: synced (nothing or done), pending, or failed with why."""
+    from wecom.models import OutboxCommand
+
+    cmd = db.session.scalar(select(OutboxCommand).where(
+        OutboxCommand.corp_id == corp_id, OutboxCommand.relation_id == relation_id,
+        OutboxCommand.kind == "mark_tag").order_by(OutboxCommand.id.desc()).limit(1))
+    if cmd is None or cmd.status == "done":
+        return {"status": "synced", "command_id": cmd.id if cmd is not None else None}
+    if cmd.status == "pending":
+        return {"status": "pending", "command_id": cmd.id, "attempts": cmd.attempts}
+    return {"status": "failed", "command_id": cmd.id, "errcode": cmd.last_errcode,
+            "message": describe_refusal(cmd.last_errcode, cmd.last_error)}
+
+
+def failed_changes(corp_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest refused tag changes, for the console and the API."""
+    from crm.models import AuditLog
+
+    rows = db.session.scalars(select(AuditLog).where(AuditLog.corp_id == corp_id,
+                                                     AuditLog.action == "tags.change_failed")
+                              .order_by(AuditLog.id.desc()).limit(limit))
+    return [{"at": r.at.isoformat(), "relation_id": r.target_id, **r.detail} for r in rows]
+
+
+# ---------------------------------------------------------------- bulk edit: one job, not N requests
+
+
+def start_bulk_edit(corp_id: str, actor: str, *, add: list[str], remove: list[str],
+                    filter: Any = None, external_userids: list[str] | None = None,
+                    userid: str | None = None) -> TagJob:
+    """Record a bulk tag edit of many customers as one job (flush); the caller commits and starts it.
+
+    The customers are those matching `filter` (a segment F) or named by `external_userids`; each of
+    their active relations (only `userid`'s, when given) gets one `mark_tag`.
+    """
+    add, remove = [str(t) for t in add or []], [str(t) for t in remove or []]
+    if not add and not remove:
+        raise UserValueError("请选择要添加或移除的标签")
+    _tags_by_id(corp_id, add + remove)
+    if set(add) & set(remove):
+        raise UserValueError("同一个标签不能同时添加和移除")
+    if filter is None and not external_userids:
+        raise UserValueError("请给出客户分群条件 filter 或客户列表 external_userids")
+    if filter is not None:
+        from .segments import validate_filter
+
+        validate_filter(corp_id, filter)
+    params = {"add": add, "remove": remove, "filter": filter, "userid": userid,
+              "external_userids": list(dict.fromkeys(external_userids or []))}
+    job = TagJob(corp_id=corp_id, kind="bulk_edit", params=params, status="pending", created_by=actor)
+    db.session.add(job)
+    db.session.flush()
+    job.total = int(db.session.scalar(_count_query(corp_id, params)) or 0)
+    audit(corp_id, actor, "tags.bulk_edit", "tag_job", str(job.id), {**params, "total": job.total})
+    db.session.flush()
+    return job
+
+
+def _customer_query(corp_id: str, params: dict[str, Any]) -> Any:
+    if params.get("rule_id") is not None:
+        from .rules import backfill_query
+
+        return backfill_query(int(params["rule_id"]))
+    if params.get("filter") is not None:
+        from .segments import compile_filter
+
+        return compile_filter(corp_id, params["filter"])
+    return select(Customer.id).where(Customer.corp_id == corp_id,
+                                     Customer.external_userid.in_(params.get("external_userids") or []))
+
+
+def _count_query(corp_id: str, params: dict[str, Any]) -> Any:
+    from sqlalchemy import func
+
+    return select(func.count()).select_from(_customer_query(corp_id, params).subquery())
+
+
+def _claim_job(job_id: int) -> bool:
+    now = utcnow()
+    result = db.session.execute(
+        update(TagJob).where(TagJob.id == job_id,
+                             (TagJob.status == "pending") | ((TagJob.status == "running")
+                                                             & (TagJob.heartbeat_at < now - STALE_JOB)))
+        .values(status="running", heartbeat_at=now).execution_options(synchronize_session=False))
+    db.session.commit()
+    return result.rowcount == 1
+
+
+def run_job(job_id: int) -> TagJob | None:
+    """Run (or resume) a tag job to its end, committing a chunk of customers at a time; None if someone
+    else holds it. Per-customer refusals (a lost relation) are counted as skipped, not fatal."""
+    if not _claim_job(job_id):
+        return None
+    job = db.session.get(TagJob, job_id)
+    assert job is not None
+    try:
+        while True:
+            ids = list(db.session.scalars(_customer_query(job.corp_id, job.params)
+                                          .where(Customer.id > job.cursor).order_by(Customer.id).limit(JOB_CHUNK)))
+            if not ids:
+                break
+            changed, skipped = _run_chunk(job, ids)
+            job.cursor, job.done = ids[-1], job.done + len(ids)
+            job.changed, job.skipped = job.changed + changed, job.skipped + skipped
+            job.heartbeat_at = utcnow()
+            db.session.commit()
+        job.status, job.finished_at = "done", utcnow()
+        db.session.commit()
+    except Exception as exc:
+        db.session.rollback()
+        job = db.session.get(TagJob, job_id)
+        assert job is not None
+        job.status, job.error, job.finished_at = "failed", f"{exc.__class__.__name__}: {exc}", utcnow()
+        db.session.commit()
+        log.exception("tagging.job.failed id=%s", job_id)
+    log.info("tagging.job.finished id=%s status=%s done=%s changed=%s", job.id, job.status, job.done, job.changed)
+    return job
+
+
+def _run_chunk(job: TagJob, customer_ids: list[int]) -> tuple[int, int]:
+    if job.kind == "backfill":
+        from .rules import backfill_chunk
+
+        return backfill_chunk(job, customer_ids)
+    params = job.params
+    query = select(FollowRelation).where(FollowRelation.customer_id.in_(customer_ids),
+                                         FollowRelation.status == "active").order_by(FollowRelation.id)
+    if params.get("userid"):
+        query = query.where(FollowRelation.userid == params["userid"])
+    changed = skipped = 0
+    for relation in db.session.scalars(query).all():
+        try:  # change_relation_tags refuses before it writes anything, so no savepoint is needed
+            command = change_relation_tags(job.corp_id, relation, params["add"], params["remove"],
+                                           job.created_by, "bulk", detail={"job_id": job.id})
+        except UserValueError:
+            skipped += 1
+            continue
+        changed += command is not None
+    return changed, skipped
+
+
+def job_dict(job: TagJob) -> dict[str, Any]:
+    """A job as the API and the console's progress figure show it."""
+    percent = 100 if job.status == "done" else (int(job.done * 100 / job.total) if job.total else 0)
+    return {"id": job.id, "kind": job.kind, "status": job.status, "total": job.total, "done": job.done,
+            "changed": job.changed, "skipped": job.skipped, "percent": percent, "error": job.error,
+            "created_by": job.created_by, "created_at": job.created_at.isoformat(),
+            "finished_at": job.finished_at.isoformat() if job.finished_at else None}
+
+
+def start_job_thread(app: Flask, job_id: int) -> threading.Thread:
+    """Run the (committed) job in a background thread of this process; the periodic runner picks up
+    jobs whose process died."""
+    def target() -> None:
+        with app.app_context():
+            try:
+                run_job(job_id)
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=target, name=f"tag-job-{job_id}", daemon=True)
+    thread.start()
+    return thread
+
+
+def run_pending_jobs(corp_id: str) -> int:
+    """Run every pending (or stale running) job of the corp; how many ran."""
+    now = utcnow()
+    ids = list(db.session.scalars(select(TagJob.id).where(
+        TagJob.corp_id == corp_id,
+        (TagJob.status == "pending") | ((TagJob.status == "running") & (TagJob.heartbeat_at < now - STALE_JOB)))
+        .order_by(TagJob.id)))
+    db.session.rollback()
+    return sum(1 for job_id in ids if run_job(job_id) is not None)
+
+
+def maybe_start(job: TagJob) -> None:
+    """After the commit: start the job now unless the app runs jobs only from the scheduler."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if app.config.get("TAGGING_JOBS_INLINE", True):
+        start_job_thread(app, job.id)
