@@ -36,7 +36,7 @@ from wecom.service import enqueue, find_command, pending_commands, pending_relat
 
 from .models import Customer, FollowRelation, GroupChat, Staff, Tag, TagAssignment, TagGroup, WelcomeMessage
 from .service import audit, ensure_corp
-from .sync import _apply_contact, _apply_follow_info, apply_group_chat_fields, register_protector
+from .sync import apply_contact, apply_follow_info, apply_group_chat_fields, register_protector
 
 log = logging.getLogger("scrm.crm.handlers")
 
@@ -209,7 +209,7 @@ def apply_customer_detail(corp_id: str, data: dict[str, Any], client: Any = None
     if customer is None:
         customer = Customer(corp_id=corp_id, external_userid=ext)
         db.session.add(customer)
-    _apply_contact(customer, contact, seen_at)
+    apply_contact(customer, contact, seen_at)
     db.session.flush()
     relations = {r.userid: r for r in db.session.scalars(
         select(FollowRelation).where(FollowRelation.customer_id == customer.id))}
@@ -223,7 +223,7 @@ def apply_customer_detail(corp_id: str, data: dict[str, Any], client: Any = None
             relations[userid] = rel
         waiting = pending.get(rel.id or -1, [])
         kept = (rel.remark, rel.description, rel.remark_corp_name, list(rel.remark_mobiles or []))
-        _apply_follow_info(rel, info, seen_at)
+        apply_follow_info(rel, info, seen_at)
         if any(c.method == "remark" for c in waiting):
             rel.remark, rel.description, rel.remark_corp_name, rel.remark_mobiles = kept
         db.session.flush()

@@ -56,7 +56,7 @@ class Progress:
 ProgressFn = Callable[[Progress], None]
 
 
-def _protected(corp_id: str, relation_ids: list[int]) -> set[int]:
+def protected_relations(corp_id: str, relation_ids: list[int]) -> set[int]:
     """Relations whose local changes are still pending in the outbox (see module docstring)."""
     protected: set[int] = set()
     if relation_ids:
@@ -296,12 +296,12 @@ class FullSync:
                 db.session.add(customer)
                 customers[ext_id] = customer
                 self._count("customers_created")
-            _apply_contact(customer, contact, seen_at)
+            apply_contact(customer, contact, seen_at)
         db.session.flush()
         by_id = {c.id: c for c in customers.values()}
         relations = {(r.customer_id, r.userid): r for r in db.session.scalars(
             select(FollowRelation).where(FollowRelation.customer_id.in_(list(by_id))))}
-        protected = _protected(self.corp_id, [r.id for r in relations.values()])
+        protected = protected_relations(self.corp_id, [r.id for r in relations.values()])
         wanted_tags: dict[int, set[int]] = {}
         fresh: list[tuple[FollowRelation, set[int]]] = []
         for row in rows:
@@ -319,7 +319,7 @@ class FullSync:
                 continue
             elif rel.status != "active":
                 self._count("relations_healed")
-            _apply_follow_info(rel, info, seen_at)
+            apply_follow_info(rel, info, seen_at)
             tag_pks = set()
             for tag_id in info.get("tag_id") or []:
                 pk = self.tag_pks.get(tag_id)
@@ -446,7 +446,7 @@ def apply_group_chat_fields(chat: GroupChat, data: dict[str, Any], status: int |
             member.left_at = now
 
 
-def _apply_contact(customer: Customer, c: dict[str, Any], seen_at: dt.datetime) -> None:
+def apply_contact(customer: Customer, c: dict[str, Any], seen_at: dt.datetime) -> None:
     customer.name = c.get("name", "") or ""
     customer.type = int(c.get("type", 1))
     customer.gender = int(c.get("gender", 0) or 0)
@@ -459,7 +459,7 @@ def _apply_contact(customer: Customer, c: dict[str, Any], seen_at: dt.datetime) 
     customer.synced_at = seen_at
 
 
-def _apply_follow_info(rel: FollowRelation, info: dict[str, Any], seen_at: dt.datetime) -> None:
+def apply_follow_info(rel: FollowRelation, info: dict[str, Any], seen_at: dt.datetime) -> None:
     rel.remark = info.get("remark", "") or ""
     rel.description = info.get("description", "") or ""
     rel.remark_corp_name = info.get("remark_corp_name", "") or ""

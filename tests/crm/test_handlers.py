@@ -129,7 +129,7 @@ def test_a_customer_wecom_no_longer_knows_is_handled(app: Any, db_session: Any, 
 
 
 def test_edit_merges_with_a_pending_local_tag_change(app: Any, db_session: Any, emu: Any) -> None:
-    from crm.sync import _protected
+    from crm.sync import protected_relations
 
     emu.act.add_staff("zhangsan", "张三")
     _, (mine, theirs) = emu.act.corp_tag_group_created("意向", ["我加的", "客户端加的"])
@@ -155,7 +155,7 @@ def test_edit_merges_with_a_pending_local_tag_change(app: Any, db_session: Any, 
                       {"userid": "zhangsan", "external_userid": ext, "add_tag": [mine]}, relation_id=rel.id)
     command.next_attempt_at = utcnow() + dt.timedelta(hours=1)
     db_session.commit()
-    assert _protected(TEST_CORP_ID, [rel.id]) == {rel.id}  # the full sync leaves it alone
+    assert protected_relations(TEST_CORP_ID, [rel.id]) == {rel.id}  # the full sync leaves it alone
 
     emu.act.staff_edits_tags("zhangsan", ext, add=[theirs])  # in the client, meanwhile
     emu.act.staff_edits_remark("zhangsan", ext, remark="新备注")
