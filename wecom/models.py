@@ -64,6 +64,9 @@ class InboxEvent(CorpScoped, db.Model):
     processed_at: Mapped[Optional[dt.datetime]]
     claimed_by: Mapped[Optional[str]] = mapped_column(String(128))
     claimed_until: Mapped[Optional[dt.datetime]]
+    # When the event must be handled by: an add with a WelcomeCode (20 s to send the welcome).
+    # Claims take the nearest deadline first, so a backlog does not make welcomes expire.
+    deadline: Mapped[Optional[dt.datetime]]
 
     def __repr__(self) -> str:
         return f"<InboxEvent {self.id} {self.event}/{self.change_type} {self.status}>"

@@ -74,6 +74,20 @@ def _upsert(values: dict[str, Any]) -> Any:
     return db.session.execute(stmt).one()
 
 
+WELCOME_WINDOW = dt.timedelta(seconds=20)  # a WelcomeCode is valid 20 s (wecom-api.md §7.6)
+
+
+def event_deadline(data: dict[str, Any], now: dt.datetime) -> dt.datetime | None:
+    """An event carrying a WelcomeCode must be handled within WeCom's 20 s window."""
+    if not data.get("WelcomeCode"):
+        return None
+    try:
+        created = dt.datetime.fromtimestamp(int(data.get("CreateTime") or 0), dt.timezone.utc)
+    except (TypeError, ValueError, OverflowError):
+        created = now
+    return min(created, now) + WELCOME_WINDOW if created.year > 2000 else now + WELCOME_WINDOW
+
+
 def store_event(corp_id: str, plaintext: str, data: dict[str, Any]) -> tuple[InboxEvent, bool]:
     """Store one decrypted callback in the inbox and commit; (row, True) if it is new.
 
@@ -98,6 +112,7 @@ def store_event(corp_id: str, plaintext: str, data: dict[str, Any]) -> tuple[Inb
         "attempts": 0,
         "next_attempt_at": now if handled else None,
         "processed_at": None if handled else now,
+        "deadline": event_deadline(data, now) if handled else None,
     }
     try:
         row_id, duplicates = _upsert(values)
@@ -290,8 +305,11 @@ def _is_postgres() -> bool:
     return db.session.get_bind().dialect.name == "postgresql"
 
 
-def _claim(table: Table, worker_id: str, limit: int, lease: float) -> list[int]:
-    """Claim up to `limit` due pending rows for `lease` seconds; commit; their ids, oldest first.
+def _claim(table: Table, urgent: Any, worker_id: str, limit: int, lease: float) -> list[int]:
+    """Claim up to `limit` due pending rows for `lease` seconds; commit; their ids.
+
+    Rows with a deadline (`urgent`: the inbox's `deadline`, the outbox's `not_after`) come first,
+    nearest deadline first, then the others oldest first.
 
     PostgreSQL: the candidate rows are locked with FOR UPDATE SKIP LOCKED, so concurrent
     claimers take disjoint rows without waiting. SQLite: the single UPDATE is atomic (SQLite
@@ -302,7 +320,7 @@ def _claim(table: Table, worker_id: str, limit: int, lease: float) -> list[int]:
     c = table.c
     due = and_(c.status == "pending", c.next_attempt_at <= now,
                or_(c.claimed_until.is_(None), c.claimed_until < now))
-    candidates = select(c.id).where(due).order_by(c.id).limit(limit)
+    candidates = select(c.id).where(due).order_by(urgent.is_(None), urgent, c.id).limit(limit)
     if _is_postgres():
         # A CTE is evaluated once; an IN (subquery … SKIP LOCKED) may be re-run by the planner
         # and then claim more rows than asked for.
@@ -312,9 +330,11 @@ def _claim(table: Table, worker_id: str, limit: int, lease: float) -> list[int]:
         stmt = update(table).where(c.id.in_(candidates.scalar_subquery()), due)
     stmt = (stmt.values(claimed_by=worker_id, claimed_until=now + dt.timedelta(seconds=lease),
                         attempts=c.attempts + 1)
-            .returning(c.id))
+            .returning(c.id, urgent))
     try:
-        ids = sorted(row[0] for row in db.session.execute(stmt))
+        far = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+        rows = sorted(db.session.execute(stmt), key=lambda r: (r[1] is None, r[1] or far, r[0]))
+        ids = [row[0] for row in rows]
         db.session.commit()
     except Exception:
         db.session.rollback()
@@ -324,12 +344,12 @@ def _claim(table: Table, worker_id: str, limit: int, lease: float) -> list[int]:
 
 def claim_events(worker_id: str, limit: int = 10, lease: float = 60.0) -> list[int]:
     """Claim due pending inbox rows (see `_claim`)."""
-    return _claim(InboxEvent.__table__, worker_id, limit, lease)
+    return _claim(InboxEvent.__table__, InboxEvent.__table__.c.deadline, worker_id, limit, lease)
 
 
 def claim_commands(worker_id: str, limit: int = 10, lease: float = 60.0) -> list[int]:
     """Claim due pending outbox commands (see `_claim`)."""
-    return _claim(OutboxCommand.__table__, worker_id, limit, lease)
+    return _claim(OutboxCommand.__table__, OutboxCommand.__table__.c.not_after, worker_id, limit, lease)
 
 
 def release_expired_claims() -> int:

@@ -59,6 +59,24 @@ def test_claims_are_disjoint_and_a_dead_workers_lease_runs_out(db_session: Any) 
     assert process_event(ids[0], "worker-c") == "done"
 
 
+def test_events_and_commands_with_a_deadline_are_claimed_first(db_session: Any) -> None:
+    """In a backlog, a customer's WelcomeCode (20 s) must not wait behind older events."""
+    older = [_event(n) for n in range(3)]
+    plaintext = event_xml(TEST_CORP_ID, 1795000100, "change_external_contact", "add_external_contact",
+                          [("UserID", "u"), ("ExternalUserID", "wm" + "9" * 30), ("WelcomeCode", "WC1")])
+    welcome = store_event(TEST_CORP_ID, plaintext, parse_xml(plaintext))[0]
+    assert welcome.deadline == dt.datetime.fromtimestamp(1795000120, dt.timezone.utc)
+    assert claim_events("worker-a", limit=2, lease=60) == [welcome.id, older[0]]
+    assert claim_events("worker-a", limit=5, lease=60) == older[1:]
+
+    plain = enqueue(TEST_CORP_ID, "mark_tag", "mark_tag", {"userid": "u", "external_userid": "wm1",
+                                                            "add_tag": ["et1"]})
+    urgent = enqueue(TEST_CORP_ID, "welcome", "send_welcome_msg", {"welcome_code": "WC1", "text": "您好"},
+                     not_after=utcnow() + dt.timedelta(seconds=20))
+    db_session.commit()
+    assert claim_commands("worker-a", limit=2, lease=60) == [urgent.id, plain.id]
+
+
 def test_handler_failures_retry_with_backoff_then_fail_and_replay(app: Any, db_session: Any,
                                                                   runner: Any, monkeypatch: Any) -> None:
     calls: list[int] = []
