@@ -327,6 +327,8 @@ def _after_flush(session: Any, flush_context: Any) -> None:
 
 
 def _before_commit(session: Any) -> None:
+    if session.new or session.dirty or session.deleted:
+        session.flush()  # before_commit runs before the commit's own flush: collect what it writes
     pending = session.info.pop(_PENDING, None)
     for trigger, corp_id, customer_id, info in pending or []:
         try:
