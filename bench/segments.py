@@ -289,9 +289,9 @@ def bench_one(kind: str, n: int, runs: int, pg_url: str) -> list[str]:
             after = time_filters(app, made, runs)
             drop_new_indexes(engine)
             before = time_filters(app, made, runs)
-            for name, (p50, p95, count) in after.items():
-                b50, b95, _ = before[name]
-                line = (f"{kind:8} {n:>9,}  {name:24} count {count:>8,}  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms"
+            for label, (p50, p95, count) in after.items():
+                b50, b95, _ = before[label]
+                line = (f"{kind:8} {n:>9,}  {label:24} count {count:>8,}  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms"
                         f"   (without the new indexes: p50 {b50:7.1f}, p95 {b95:7.1f})")
                 print(line, flush=True)
                 lines.append(line)
