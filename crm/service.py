@@ -7,6 +7,8 @@ import secrets
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from extensions import db, utcnow
 
@@ -24,11 +26,14 @@ def hash_token(token: str) -> str:
 
 
 def ensure_corp(corp_id: str, name: str = "") -> Corp:
+    """The corp's row, created if missing; safe when the worker and a request create it at once."""
     corp = db.session.get(Corp, corp_id)
     if corp is None:
-        corp = Corp(corp_id=corp_id, name=name)
-        db.session.add(corp)
-        db.session.flush()
+        insert = pg_insert if db.session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        db.session.execute(insert(Corp).values(corp_id=corp_id, name=name, created_at=utcnow())
+                           .on_conflict_do_nothing(index_elements=["corp_id"]))
+        corp = db.session.get(Corp, corp_id)
+        assert corp is not None
     return corp
 
 
