@@ -1,5 +1,6 @@
 """The customer endpoints of the JSON API that the sidebar page calls (and other systems, with a token).
 
+    GET  /api/v1/customers?q=&tag=&stage=&userid=&cursor=&limit=   list, newest first, keyset-paginated
     GET  /api/v1/customers/{external_userid}            profile
     POST /api/v1/customers/{external_userid}/tags       {"userid"?, "add": [...], "remove": [...]} → 202
     POST /api/v1/customers/{external_userid}/followups  {"content", "next_at"?, "userid"?} → 201
@@ -21,7 +22,7 @@ from crm.service import UserValueError
 from extensions import db
 
 from . import service
-from .service import CustomerNotFound, WeComUnavailable
+from .service import BadListQuery, CustomerNotFound, WeComUnavailable
 
 log = logging.getLogger("scrm.sidebar.api")
 
@@ -50,6 +51,12 @@ def _wecom_down(exc: WeComUnavailable) -> Any:
     return _error(503, "wecom_unavailable", "企业微信暂时无法访问，客户资料尚未同步，请稍后重试")
 
 
+@bp.errorhandler(BadListQuery)
+def _bad_query(exc: BadListQuery) -> Any:
+    db.session.rollback()
+    return _error(400, exc.code, str(exc))
+
+
 def _body() -> dict[str, Any]:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
@@ -62,6 +69,27 @@ def _id_list(data: dict[str, Any], key: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise UserValueError(f"{key} 应为标签 id 的列表")
     return value
+
+
+def _arg_list(name: str) -> list[str]:
+    """A repeatable query parameter; empty values (an unfilled form field) are dropped."""
+    return [v.strip() for v in request.args.getlist(name) if v.strip()]
+
+
+@bp.get("/customers")
+@login_required("sidebar")
+def list_customers() -> Any:
+    """`{"customers": [...], "next_cursor": ""}`: `tag` repeatable (all must match), `stage` and `userid`
+    repeatable (any), `q` a substring of name, corp name or remark; 400 for a bad cursor or limit,
+    422 for an unknown or deleted tag or stage."""
+    principal = current_principal()
+    assert principal is not None
+    body = service.list_customers(
+        principal, q=request.args.get("q", ""), tags=_arg_list("tag"), stages=_arg_list("stage"),
+        userids=_arg_list("userid"), cursor=request.args.get("cursor", ""),
+        limit=service.parse_limit(request.args.get("limit")))
+    db.session.commit()  # a token's last use
+    return jsonify(body)
 
 
 @bp.get("/customers/<external_userid>")

@@ -7,15 +7,17 @@ a customer that does not exist (`CustomerNotFound` → 404), so ids cannot be pr
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import selectinload
 
-from console.identity import Principal, scope_for
+from console.identity import Principal, Scope, scope_for
 from crm.models import (Customer, FollowRelation, FollowUp, GroupChat, GroupChatMember, StageChange, Staff,
                         Tag, TagAssignment, TagGroup)
 from crm.service import UserValueError, audit
@@ -319,3 +321,155 @@ def load_chat(principal: Principal, chat_id: str) -> ChatView:
                 "is_customer": m.member_id in known, "joined_at": m.join_time}
                for m in sorted(present, key=lambda m: (m.member_id != chat.owner_userid, m.type, m.join_time or utcnow()))]
     return ChatView(chat=chat, members=members)
+
+
+# ---------------------------------------------------------------- the customer list (GET /api/v1/customers)
+
+
+LIST_LIMIT_DEFAULT = 50
+LIST_LIMIT_MAX = 100
+LIST_Q_MAX_CHARS = 100
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{1,32}")
+
+
+class BadListQuery(ValueError):
+    """A malformed list parameter (cursor, limit, q): the request is wrong, not its values (→ 400)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+def encode_cursor(customer_id: int) -> str:
+    """The opaque keyset cursor after `customer_id` (base64url of the id, no padding)."""
+    return base64.urlsafe_b64encode(str(customer_id).encode()).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str) -> int:
+    """The customer id a cursor from `encode_cursor` stands for; `BadListQuery` for anything else."""
+    if not _CURSOR.fullmatch(cursor):
+        raise BadListQuery("bad_cursor", "cursor 无效，请使用上一页返回的 next_cursor")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (ValueError, UnicodeDecodeError):
+        raise BadListQuery("bad_cursor", "cursor 无效，请使用上一页返回的 next_cursor") from None
+    if not raw.isdigit() or len(raw) > 18 or raw.startswith("0") or encode_cursor(int(raw)) != cursor:
+        raise BadListQuery("bad_cursor", "cursor 无效，请使用上一页返回的 next_cursor")
+    return int(raw)
+
+
+def parse_limit(value: str | None) -> int:
+    """`limit`: an integer from 1 to 100; absent (or empty) → 50."""
+    if value is None or value == "":
+        return LIST_LIMIT_DEFAULT
+    if not value.isdigit() or not value.isascii() or not 1 <= int(value) <= LIST_LIMIT_MAX:
+        raise BadListQuery("bad_limit", f"limit 应为 1 到 {LIST_LIMIT_MAX} 之间的整数")
+    return int(value)
+
+
+def _like_pattern(q: str) -> str:
+    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _list_conditions(principal: Principal, scope: Scope, q: str, tags: list[str], stages: list[str],
+                     userids: list[str]) -> list[ColumnElement[bool]]:
+    """The WHERE clause of the list: visibility first, then each filter (tags, stage, follower via the
+    segment compiler, so "has tag T" means the same everywhere; unknown tags raise `FilterError`)."""
+    from tagging.segments import filter_condition, scope_condition
+
+    corp_id = principal.corp_id
+    conds: list[ColumnElement[bool]] = [Customer.corp_id == corp_id]
+    if principal.role != "admin":  # only admins also see customers whose relations are all lost
+        conds.append(scope_condition(corp_id, scope))
+    conds += [filter_condition(corp_id, {"tag": t}) for t in dict.fromkeys(tags)]
+    if stages:
+        conds.append(filter_condition(corp_id, {"stage": list(dict.fromkeys(stages))}))
+    if userids:
+        conds.append(filter_condition(corp_id, {"followed_by": list(dict.fromkeys(userids))}))
+    if q:
+        pattern = _like_pattern(q)
+        remarks = select(FollowRelation.customer_id).where(FollowRelation.corp_id == corp_id,
+                                                          FollowRelation.remark.ilike(pattern, escape="\\"))
+        if not scope.all:  # a colleague's remark outside the caller's scope is not searched
+            remarks = remarks.where(FollowRelation.userid.in_(sorted(scope.userids)))
+        conds.append(or_(Customer.name.ilike(pattern, escape="\\"), Customer.corp_name.ilike(pattern, escape="\\"),
+                         Customer.corp_full_name.ilike(pattern, escape="\\"), Customer.id.in_(remarks)))
+    return conds
+
+
+def list_customers(principal: Principal, *, q: str = "", tags: list[str] | None = None,
+                   stages: list[str] | None = None, userids: list[str] | None = None, cursor: str = "",
+                   limit: int = LIST_LIMIT_DEFAULT) -> dict[str, Any]:
+    """One page of the customers the principal may see, newest (highest id) first.
+
+    Filters combine with AND: `q` (substring of name, corp name or a follow relation's remark, case
+    insensitive), every tag in `tags` (on an active relation), any stage in `stages`, an active relation
+    with one of `userids`. Three queries per page: the customers, their relations, their tags.
+    Returns `{"customers": [...], "next_cursor": "" | str}`.
+    """
+    q = (q or "").strip()
+    if len(q) > LIST_Q_MAX_CHARS:
+        raise BadListQuery("bad_query", f"q 最多 {LIST_Q_MAX_CHARS} 个字")
+    if not 1 <= limit <= LIST_LIMIT_MAX:
+        raise BadListQuery("bad_limit", f"limit 应为 1 到 {LIST_LIMIT_MAX} 之间的整数")
+    scope = scope_for(principal)
+    conds = _list_conditions(principal, scope, q, tags or [], stages or [], userids or [])
+    if cursor:
+        conds.append(Customer.id < decode_cursor(cursor))
+    rows = db.session.execute(
+        select(Customer.id, Customer.external_userid, Customer.name, Customer.corp_name, Customer.corp_full_name,
+               Customer.stage, Customer.avatar, Customer.created_at)
+        .where(*conds).order_by(Customer.id.desc()).limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    ids = [r.id for r in rows]
+    relations = _page_relations(ids)
+    lost = {i for i in ids if not any(status == "active" for _, status, _ in relations[i])}
+    tags_of = _page_tags(ids, lost)
+    customers = []
+    for r in rows:
+        shown = [rel for rel in relations[r.id] if r.id in lost or rel[1] == "active"]
+        added = min((a for _, _, a in shown if a is not None), default=None) or r.created_at
+        customers.append({
+            "external_userid": r.external_userid, "name": r.name, "corp_name": r.corp_name or r.corp_full_name,
+            "stage": r.stage, "avatar": r.avatar,
+            "follow_users": list(dict.fromkeys(u for u, status, _ in shown if status == "active")),
+            "tags": tags_of[r.id], "added_at": _iso(added), "lost": r.id in lost,
+        })
+    return {"customers": customers, "next_cursor": encode_cursor(rows[-1].id) if more else ""}
+
+
+def _page_relations(ids: list[int]) -> dict[int, list[tuple[str, str, dt.datetime | None]]]:
+    """(userid, status, added_at) of every relation of the page's customers, oldest first; one query."""
+    relations: dict[int, list[tuple[str, str, dt.datetime | None]]] = {i: [] for i in ids}
+    if ids:
+        for customer_id, userid, status, added_at in db.session.execute(
+                select(FollowRelation.customer_id, FollowRelation.userid, FollowRelation.status,
+                       FollowRelation.added_at)
+                .where(FollowRelation.customer_id.in_(ids))
+                .order_by(FollowRelation.added_at.is_(None), FollowRelation.added_at, FollowRelation.id)):
+            relations[customer_id].append((userid, status, added_at))
+    return relations
+
+
+def _page_tags(ids: list[int], lost: set[int]) -> dict[int, list[dict[str, str]]]:
+    """The live tags of the page's customers, each once, in catalog order; one query.
+
+    A customer's tags are those on its active relations; a customer in `lost` shows them as they were.
+    """
+    tags_of: dict[int, list[dict[str, str]]] = {i: [] for i in ids}
+    if not ids:
+        return tags_of
+    seen: set[tuple[int, str]] = set()
+    for customer_id, status, tag_id, name, group_name in db.session.execute(
+            select(TagAssignment.customer_id, FollowRelation.status, Tag.tag_id, Tag.name, TagGroup.name)
+            .join(FollowRelation, FollowRelation.id == TagAssignment.relation_id)
+            .join(Tag, Tag.id == TagAssignment.tag_pk).join(TagGroup, TagGroup.id == Tag.group_pk)
+            .where(TagAssignment.customer_id.in_(ids), Tag.deleted_at.is_(None))
+            .order_by(TagGroup.order.desc(), TagGroup.id, Tag.order.desc(), Tag.id)):
+        if (status != "active" and customer_id not in lost) or (customer_id, tag_id) in seen:
+            continue
+        seen.add((customer_id, tag_id))
+        tags_of[customer_id].append({"tag_id": tag_id, "name": name, "group_name": group_name})
+    return tags_of
