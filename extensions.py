@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, MetaData, String, TypeDecorator
+from sqlalchemy import DateTime, MetaData, String, TypeDecorator, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 
 from settings import Settings
@@ -77,8 +77,21 @@ def settings() -> Settings:
     return current_app.extensions["scrm.settings"]
 
 
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """The embedded default runs the web process and the worker on one SQLite file: WAL lets readers
+    and the writer work at once, and a writer waits for the lock instead of failing at once."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 def init_app(app: Flask, conf: Settings) -> None:
     app.extensions["scrm.settings"] = conf
     db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", _sqlite_pragmas)
     migrate.init_app(app, db, directory=str(Path(__file__).parent / "migrations"),
                      render_as_batch=True, compare_type=True)

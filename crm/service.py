@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -15,6 +16,7 @@ from extensions import db, utcnow
 from .models import ApiToken, AuditLog, Corp
 
 ROLES = ("admin", "manager", "marketer", "staff")
+TOKEN_USE_GRANULARITY = dt.timedelta(minutes=1)
 
 
 class UserValueError(ValueError):
@@ -54,10 +56,17 @@ def create_api_token(corp_id: str, name: str, role: str, userid: str | None = No
 
 
 def find_api_token(secret: str) -> ApiToken | None:
+    """The live token for this secret, or None; notes when it was last used (at most once a minute)."""
     row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
     if row is None or row.revoked_at is not None:
         return None
-    row.last_used_at = utcnow()
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > TOKEN_USE_GRANULARITY:
+        # Its own short transaction: a read request must not hold a write lock (SQLite) or a row
+        # lock (PostgreSQL) on the token for the rest of the request.
+        with db.engine.begin() as conn:
+            conn.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
+        db.session.expire(row, ["last_used_at"])
     return row
 
 
