@@ -60,7 +60,7 @@
       chip.setAttribute("aria-pressed", on ? "true" : "false");
       chip.classList.toggle("on", on);
       chip.classList.add("busy");
-      setSync("pending", "正在保存…");
+      setSync("saving", "正在保存…");  // "pending" only once the server has queued the change for WeCom
       request("POST", api + "/tags", on ? { add: [id], remove: [] } : { add: [], remove: [id] })
         .then(function (res) {
           chip.classList.remove("busy");
