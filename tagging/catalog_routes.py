@@ -25,9 +25,9 @@ def _p() -> Any:
     return principal
 
 
-@bp.get("/")
+@bp.get("/", endpoint="catalog")
 @require_role(*ROLES)
-def catalog() -> Any:
+def catalog_page() -> Any:
     p = _p()
     return render_template("tagging/tag_catalog.html", groups=catalog_groups(p.corp_id),
                            unused=catalog.unused_tags(p.corp_id), dupes=catalog.near_duplicates(p.corp_id),
