@@ -20,6 +20,7 @@ from flask import Blueprint, Response, abort, jsonify, render_template, request,
 
 from console.identity import current_principal, login_required
 from extensions import db, settings
+from tagging.catalog import tag_catalog
 from wecom import jssdk
 
 from . import service
@@ -78,7 +79,7 @@ def customer(external_userid: str) -> Any:
     db.session.commit()  # a customer fetched on demand
     mine = next((f for f in profile["follow_users"] if f["is_me"] and f["status"] == "active"), None)
     colleagues = [f for f in profile["follow_users"] if not f["is_me"]]
-    catalog = service.tag_catalog(principal.corp_id) if mine is not None else []
+    catalog = tag_catalog(principal.corp_id) if mine is not None else []
     return render_template("sidebar/customer.html", c=profile, mine=mine, colleagues=colleagues, catalog=catalog,
                            my_tag_ids={t["tag_id"] for t in mine["tags"]} if mine else set(),
                            all_tags=_union_tags(profile))

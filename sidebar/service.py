@@ -128,19 +128,6 @@ def stage_names(corp_id: str) -> list[str]:
     return configured(corp_id)
 
 
-def tag_catalog(corp_id: str) -> list[dict[str, Any]]:
-    """Live tag groups with their live tags, in WeCom's order (larger `order` first)."""
-    groups = db.session.scalars(select(TagGroup).where(TagGroup.corp_id == corp_id, TagGroup.deleted_at.is_(None))
-                                .order_by(TagGroup.order.desc(), TagGroup.id)).all()
-    tags = db.session.scalars(select(Tag).where(Tag.corp_id == corp_id, Tag.deleted_at.is_(None))
-                              .order_by(Tag.order.desc(), Tag.id)).all()
-    by_group: dict[int, list[dict[str, str]]] = {}
-    for t in tags:
-        by_group.setdefault(t.group_pk, []).append({"tag_id": t.tag_id, "name": t.name})
-    return [{"group_id": g.group_id, "name": g.name, "tags": by_group.get(g.id, [])} for g in groups
-            if by_group.get(g.id)]
-
-
 def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 

@@ -397,3 +397,16 @@ def register_hooks(app: Flask) -> None:
     register_outbox_hooks(app, ADD, on_done=on_add_done, on_failed=on_add_failed)
     register_outbox_hooks(app, EDIT, on_done=on_edit_done, on_failed=on_edit_failed)
     register_outbox_hooks(app, DELETE, on_failed=on_del_failed)
+
+
+def tag_catalog(corp_id: str, *, include_empty: bool = True) -> list[dict[str, Any]]:
+    """Live tag groups with their live tags, in WeCom's order (larger `order` first), for pickers."""
+    groups = db.session.scalars(select(TagGroup).where(TagGroup.corp_id == corp_id, TagGroup.deleted_at.is_(None))
+                                .order_by(TagGroup.order.desc(), TagGroup.id)).all()
+    tags = db.session.scalars(select(Tag).where(Tag.corp_id == corp_id, Tag.deleted_at.is_(None))
+                              .order_by(Tag.order.desc(), Tag.id)).all()
+    by_group: dict[int, list[dict[str, str]]] = {}
+    for t in tags:
+        by_group.setdefault(t.group_pk, []).append({"tag_id": t.tag_id, "name": t.name})
+    return [{"group_id": g.group_id, "name": g.name, "tags": by_group.get(g.id, [])} for g in groups
+            if include_empty or by_group.get(g.id)]

@@ -14,11 +14,12 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from sqlalchemy import distinct, select
 
 from console.identity import current_principal, require_role
-from crm.models import FollowRelation, Staff, Tag, TagGroup
+from crm.models import FollowRelation, Staff
 from crm.service import UserValueError
 from extensions import db
 
 from . import segments, stages, tiers
+from .catalog import tag_catalog
 from .segments import FilterError
 
 bp = Blueprint("tagging", __name__, url_prefix="/console", template_folder="templates",
@@ -124,18 +125,6 @@ def form_from_filter(tree: Any) -> dict[str, Any] | None:
     return form
 
 
-def tag_catalog(corp_id: str) -> list[dict[str, Any]]:
-    """Live tag groups with their live tags, in WeCom's order (larger `order` first)."""
-    groups = db.session.scalars(select(TagGroup).where(TagGroup.corp_id == corp_id, TagGroup.deleted_at.is_(None))
-                                .order_by(TagGroup.order.desc(), TagGroup.id)).all()
-    tags = db.session.scalars(select(Tag).where(Tag.corp_id == corp_id, Tag.deleted_at.is_(None))
-                              .order_by(Tag.order.desc(), Tag.id)).all()
-    by_group: dict[int, list[dict[str, str]]] = {}
-    for t in tags:
-        by_group.setdefault(t.group_pk, []).append({"tag_id": t.tag_id, "name": t.name})
-    return [{"group_id": g.group_id, "name": g.name, "tags": by_group[g.id]} for g in groups if by_group.get(g.id)]
-
-
 def _choices(corp_id: str) -> dict[str, Any]:
     owners = db.session.execute(select(Staff.userid, Staff.name).where(Staff.corp_id == corp_id,
                                                                        Staff.status != "resigned")
@@ -143,7 +132,7 @@ def _choices(corp_id: str) -> dict[str, Any]:
     states = db.session.scalars(select(distinct(FollowRelation.state)).where(
         FollowRelation.corp_id == corp_id, FollowRelation.status == "active", FollowRelation.state != "")
         .order_by(FollowRelation.state).limit(200)).all()
-    return {"groups": tag_catalog(corp_id), "stages": stages.stage_names(corp_id), "owners": owners,
+    return {"groups": tag_catalog(corp_id, include_empty=False), "stages": stages.stage_names(corp_id), "owners": owners,
             "states": states, "tiers": tiers.TIERS, "event_types": EVENT_TYPES}
 
 

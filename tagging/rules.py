@@ -32,7 +32,7 @@ from sqlalchemy import event as sa_event, select
 
 from crm.models import Customer, FollowRelation, FollowUp, StageChange, Tag
 from crm.service import UserValueError, audit
-from extensions import db, settings, utcnow
+from extensions import db, settings
 
 from .rule_models import TagJob, TagRule, TagRuleRun
 

@@ -144,15 +144,12 @@ def _wake() -> None:
         log.exception("wecom.callback.wake-failed")
 
 
-def inbox_stats(corp_id: str) -> dict[str, Any]:
-    """Backlog figures for /healthz: pending and failed counts, age of the oldest pending event.
-
-    `oldest_pending_age_s` is 0.0 when nothing is pending.
-    """
+def _backlog(model: Any, created: Any, corp_id: str) -> dict[str, Any]:
+    """Pending and failed counts and the age of the oldest pending row (0.0 when none)."""
     rows = db.session.execute(
-        select(InboxEvent.status, func.count(), func.min(InboxEvent.received_at))
-        .where(InboxEvent.corp_id == corp_id, InboxEvent.status.in_(("pending", "failed")))
-        .group_by(InboxEvent.status)
+        select(model.status, func.count(), func.min(created))
+        .where(model.corp_id == corp_id, model.status.in_(("pending", "failed")))
+        .group_by(model.status)
     ).all()
     stats: dict[str, Any] = {"pending": 0, "failed": 0, "oldest_pending_age_s": 0.0}
     for status, count, oldest in rows:
@@ -160,6 +157,11 @@ def inbox_stats(corp_id: str) -> dict[str, Any]:
         if status == "pending" and oldest is not None:
             stats["oldest_pending_age_s"] = round(max(0.0, (utcnow() - oldest).total_seconds()), 3)
     return stats
+
+
+def inbox_stats(corp_id: str) -> dict[str, Any]:
+    """Backlog figures of the inbox for /healthz (see `_backlog`)."""
+    return _backlog(InboxEvent, InboxEvent.received_at, corp_id)
 
 
 def wake() -> None:
@@ -255,18 +257,8 @@ def pending_relation_ids(corp_id: str, relation_ids: list[int]) -> set[int]:
 
 
 def outbox_stats(corp_id: str) -> dict[str, Any]:
-    """For /healthz: pending and failed commands, age of the oldest pending one (0.0 when none)."""
-    rows = db.session.execute(
-        select(OutboxCommand.status, func.count(), func.min(OutboxCommand.created_at))
-        .where(OutboxCommand.corp_id == corp_id, OutboxCommand.status.in_(("pending", "failed")))
-        .group_by(OutboxCommand.status)
-    ).all()
-    stats: dict[str, Any] = {"pending": 0, "failed": 0, "oldest_pending_age_s": 0.0}
-    for status, count, oldest in rows:
-        stats[status] = int(count)
-        if status == "pending" and oldest is not None:
-            stats["oldest_pending_age_s"] = round(max(0.0, (utcnow() - oldest).total_seconds()), 3)
-    return stats
+    """Backlog figures of the outbox for /healthz (see `_backlog`)."""
+    return _backlog(OutboxCommand, OutboxCommand.created_at, corp_id)
 
 
 def replay_events(corp_id: str, *, failed: bool = False, ids: list[int] | None = None) -> int:
