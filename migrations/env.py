@@ -31,7 +31,10 @@ def get_engine_url():
 # for 'autogenerate' support
 # from myapp import mymodel
 # target_metadata = mymodel.Base.metadata
-import crm.models  # noqa: E402,F401  every model is imported here, so autogenerate sees them all
+import console.models  # noqa: E402,F401  every model is imported here, so autogenerate sees them all
+import crm.models  # noqa: E402,F401
+import tagging.models  # noqa: E402,F401
+import tagging.rule_models  # noqa: E402,F401
 import wecom.models  # noqa: E402,F401
 from extensions import UTCDateTime  # noqa: E402
 
