@@ -184,3 +184,35 @@ def page(browser: Any) -> Iterator[Any]:
     pg = context.new_page()
     yield pg
     context.close()
+
+
+# ---------------------------------------------------------------- the emulator as the app's WeCom
+
+
+def _drop_clients(app: Flask) -> None:
+    for key in ("scrm.wecom.contact_client", "scrm.wecom.agent_client"):
+        app.extensions.pop(key, None)
+
+
+@pytest.fixture()
+def emu(app: Flask, db_session: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An empty emulated corp that the running app talks to: its API and OAuth base point at it, the
+    cached clients are dropped, retries are kept short. Tests add staff and customers with `emu.act`."""
+    from extensions import settings
+    from wecom.client import agent_client, contact_client
+    from wecom.emulator import Emulator
+
+    emulator = Emulator(corp_id=TEST_SETTINGS["WECOM_CORP_ID"], contact_secret=TEST_SETTINGS["WECOM_CONTACT_SECRET"],
+                        agent_id=TEST_SETTINGS["WECOM_AGENT_ID"], agent_secret=TEST_SETTINGS["WECOM_AGENT_SECRET"],
+                        token=TEST_SETTINGS["WECOM_TOKEN"], encoding_aes_key=TEST_SETTINGS["WECOM_ENCODING_AES_KEY"],
+                        callback_url=None, seed=None, callback_backoff=(0.05, 0.1, 0.2)).start(host="127.0.0.1", port=0)
+    conf = settings()
+    monkeypatch.setattr(conf, "WECOM_API_BASE", emulator.url)
+    monkeypatch.setattr(conf, "WECOM_OAUTH_BASE", emulator.url)
+    _drop_clients(app)
+    contact_client().backoff = agent_client().backoff = 0.01  # the client's own retries, kept short
+    try:
+        yield emulator
+    finally:
+        _drop_clients(app)
+        emulator.stop()

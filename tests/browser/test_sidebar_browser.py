@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.sidebar.conftest import XSS_NAME, Corp, corp, emu  # noqa: F401  (fixtures)
+from tests.sidebar.conftest import XSS_NAME, Corp, corp  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.browser
 

@@ -3,42 +3,19 @@ the worker's `process_event`, WeCom being the emulator over HTTP (no callback de
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
 from sqlalchemy import func, select
 
 from crm.models import AuditLog, Customer, FollowRelation, Tag, TagAssignment, TagGroup, WelcomeMessage
 from crm.worker import Worker, drain
-from tests.helpers import TEST_CORP_ID, TEST_SETTINGS
+from tests.helpers import TEST_CORP_ID
 from wecom.crypto import parse_xml
 from wecom.emulator.callbacks import event_xml
 from wecom.models import InboxEvent, OutboxCommand
 from wecom.service import enqueue, replay_events, store_event
 
 CONTACT = "change_external_contact"
-
-
-@pytest.fixture()
-def emu(app: Any, db_session: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from extensions import settings
-    from wecom.client import contact_client
-    from wecom.emulator import Emulator
-
-    emulator = Emulator(corp_id=TEST_CORP_ID, contact_secret=TEST_SETTINGS["WECOM_CONTACT_SECRET"],
-                        agent_id=TEST_SETTINGS["WECOM_AGENT_ID"], agent_secret=TEST_SETTINGS["WECOM_AGENT_SECRET"],
-                        token=TEST_SETTINGS["WECOM_TOKEN"], encoding_aes_key=TEST_SETTINGS["WECOM_ENCODING_AES_KEY"],
-                        callback_url=None, seed=None).start(host="127.0.0.1", port=0)
-    monkeypatch.setattr(settings(), "WECOM_API_BASE", emulator.url)
-    for key in ("scrm.wecom.contact_client", "scrm.wecom.agent_client"):
-        app.extensions.pop(key, None)
-    contact_client().backoff = 0.01
-    try:
-        yield emulator
-    finally:
-        for key in ("scrm.wecom.contact_client", "scrm.wecom.agent_client"):
-            app.extensions.pop(key, None)
-        emulator.stop()
 
 
 def deliver(event: str, change_type: str, fields: list[tuple[str, Any]], create_time: int | None = None) -> int:

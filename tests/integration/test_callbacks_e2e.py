@@ -4,9 +4,8 @@ the outbox; faults, duplicates, out-of-order delivery and two competing workers 
 
 from __future__ import annotations
 
-import threading
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 import requests
@@ -22,32 +21,6 @@ from wecom.service import enqueue, set_wake_hook
 
 MARK_TAG = "/cgi-bin/externalcontact/mark_tag"
 WELCOME = "/cgi-bin/externalcontact/send_welcome_msg"
-
-
-def _drop_clients(app: Any) -> None:
-    for key in ("scrm.wecom.contact_client", "scrm.wecom.agent_client"):
-        app.extensions.pop(key, None)
-
-
-@pytest.fixture()
-def emu(app: Any, db_session: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The emulator as WeCom for the running app (API base in the settings, cached clients dropped)."""
-    from extensions import settings
-    from wecom.client import agent_client, contact_client
-    from wecom.emulator import Emulator
-
-    emulator = Emulator(corp_id=TEST_CORP_ID, contact_secret=TEST_SETTINGS["WECOM_CONTACT_SECRET"],
-                        agent_id=TEST_SETTINGS["WECOM_AGENT_ID"], agent_secret=TEST_SETTINGS["WECOM_AGENT_SECRET"],
-                        token=TEST_SETTINGS["WECOM_TOKEN"], encoding_aes_key=TEST_SETTINGS["WECOM_ENCODING_AES_KEY"],
-                        callback_url=None, seed=None, callback_backoff=(0.05, 0.1, 0.2)).start(host="127.0.0.1", port=0)
-    monkeypatch.setattr(settings(), "WECOM_API_BASE", emulator.url)
-    _drop_clients(app)
-    contact_client().backoff = agent_client().backoff = 0.01  # the client's own retries, kept short
-    try:
-        yield emulator
-    finally:
-        _drop_clients(app)
-        emulator.stop()
 
 
 def _start(app: Any, **kwargs: Any) -> Worker:

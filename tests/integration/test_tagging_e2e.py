@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from crm.models import AuditLog, Customer, FollowRelation, Tag, TagGroup
 from tests.helpers import TEST_CORP_ID
-from tests.integration.test_callbacks_e2e import _relation, _tag_ids, emu, settle, wired, worker  # noqa: F401
+from tests.integration.test_callbacks_e2e import _relation, _tag_ids, settle, wired, worker  # noqa: F401
 from wecom.models import OutboxCommand
 
 MARK_TAG = "/cgi-bin/externalcontact/mark_tag"

@@ -7,40 +7,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
-from tests.helpers import TEST_CORP_ID, TEST_SETTINGS
+from tests.helpers import TEST_CORP_ID
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
-
-
-def _drop_clients(app: Any) -> None:
-    for key in ("scrm.wecom.contact_client", "scrm.wecom.agent_client"):
-        app.extensions.pop(key, None)
-
-
-@pytest.fixture()
-def emu(app: Any, db_session: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from extensions import settings
-    from wecom.emulator import Emulator
-
-    emulator = Emulator(corp_id=TEST_CORP_ID, contact_secret=TEST_SETTINGS["WECOM_CONTACT_SECRET"],
-                        agent_id=TEST_SETTINGS["WECOM_AGENT_ID"], agent_secret=TEST_SETTINGS["WECOM_AGENT_SECRET"],
-                        token=TEST_SETTINGS["WECOM_TOKEN"], encoding_aes_key=TEST_SETTINGS["WECOM_ENCODING_AES_KEY"],
-                        callback_url=None, seed=None).start(host="127.0.0.1", port=0)
-    conf = settings()
-    monkeypatch.setattr(conf, "WECOM_API_BASE", emulator.url)
-    monkeypatch.setattr(conf, "WECOM_OAUTH_BASE", emulator.url)
-    _drop_clients(app)
-    try:
-        yield emulator
-    finally:
-        _drop_clients(app)
-        emulator.stop()
 
 
 @dataclass

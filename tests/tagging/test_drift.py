@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from crm.models import Tag, TagAssignment
 from tests.helpers import TEST_CORP_ID
-from tests.integration.test_callbacks_e2e import _relation, _tag_ids, emu  # noqa: F401
+from tests.integration.test_callbacks_e2e import _relation, _tag_ids
 
 
 def test_drift_lists_differences_and_heal_removes_them(db_session: Any, emu: Any, runner: Any) -> None:
