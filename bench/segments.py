@@ -28,21 +28,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-CORP = "wwbench000000001"
-SETTINGS = {
-    "WECOM_CORP_ID": CORP, "WECOM_CONTACT_SECRET": "bench-contact", "WECOM_AGENT_ID": "1000002",
-    "WECOM_AGENT_SECRET": "bench-agent", "WECOM_TOKEN": "BenchToken",
-    "WECOM_ENCODING_AES_KEY": "BenchEncodingAesKey0123456789abcdefghijklmn",
-    "WECOM_API_BASE": "http://127.0.0.1:9", "TESTING": True, "SCRM_EMBEDDED_WORKER": False,
-    "SECRET_KEY": "bench-secret",
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import CORP, SETTINGS, TAG_GROUPS  # noqa: E402
 CHUNK = 50_000
-# group → (tag names, how many of a customer's ~3 tags come from this group on average)
-TAG_GROUPS = {"客户等级": ["A类", "B类", "C类"], "行业": ["教育", "医疗", "制造", "零售", "金融", "互联网"],
-              "来源渠道": ["展会", "官网", "转介绍", "广告", "线下活动"], "意向产品": ["标准版", "专业版", "旗舰版"]}
 STAGES = ["潜在客户", "意向客户", "成交客户", "忠诚客户", "流失客户", None]
 STATES = ["", "", "expo2026", "web", "ad_baidu", "poster", "referral"]
 NEW_INDEXES = [("tag_assignments", "ix_tag_assignments_corp_tag_customer"),

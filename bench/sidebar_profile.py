@@ -31,20 +31,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-CORP = "wwbench000000001"
-SETTINGS = {
-    "WECOM_CORP_ID": CORP, "WECOM_CONTACT_SECRET": "bench-contact", "WECOM_AGENT_ID": "1000002",
-    "WECOM_AGENT_SECRET": "bench-agent", "WECOM_TOKEN": "BenchToken",
-    "WECOM_ENCODING_AES_KEY": "BenchEncodingAesKey0123456789abcdefghijklmn",
-    "WECOM_API_BASE": "http://127.0.0.1:9", "TESTING": True, "SCRM_EMBEDDED_WORKER": False,
-    "SECRET_KEY": "bench-secret",
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import CORP, SETTINGS, TAG_GROUPS  # noqa: E402
 CHUNK = 20_000
-TAG_GROUPS = {"客户等级": ["A类", "B类", "C类"], "行业": ["教育", "医疗", "制造", "零售", "金融", "互联网"],
-              "来源渠道": ["展会", "官网", "转介绍", "广告", "线下活动"], "意向产品": ["标准版", "专业版", "旗舰版"]}
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = "伟芳娜敏静丽强磊军洋勇艳杰娟涛明超秀霞平刚桂"
 
