@@ -141,7 +141,35 @@ def _choices(corp_id: str) -> dict[str, Any]:
 def segments_page() -> Any:
     principal = _principal()
     rows = [(s, segments.segment_size(principal, s)) for s in segments.list_segments(principal.corp_id)]
-    return render_template("tagging/segments.html", rows=rows)
+    return render_template("tagging/segments.html", rows=rows, charts=_overview_charts(principal, rows))
+
+
+def _overview_charts(principal: Any, rows: list[tuple[Any, int | None]]) -> list[dict[str, Any]]:
+    """What marketers compare on the segments page, as bar charts: the customers they may see by
+    lifecycle stage and by value tier, and the sizes of the saved segments."""
+    from sqlalchemy import func
+
+    from console.identity import scope_for
+    from crm.models import Customer
+
+    scope = scope_for(principal)
+    by_stage = dict(db.session.execute(
+        select(Customer.stage, func.count()).where(Customer.corp_id == principal.corp_id,
+                                                   segments.scope_condition(principal.corp_id, scope))
+        .group_by(Customer.stage)).all())
+    names = stages.stage_names(principal.corp_id)
+    charts = [{"id": "chart-stages", "title": "客户阶段分布", "label": "客户数",
+               "labels": names + ["未设置"], "values": [by_stage.get(n, 0) for n in names] + [by_stage.get(None, 0)]}]
+    if scope.all:
+        counts = tiers.tier_counts(principal.corp_id)
+        if any(counts.values()):
+            charts.append({"id": "chart-tiers", "title": "客户价值分层", "label": "客户数",
+                           "labels": list(counts), "values": list(counts.values())})
+    sized = [(s.name, n) for s, n in rows if n is not None]
+    if sized:
+        charts.append({"id": "chart-segments", "title": "已保存分群的客户数", "label": "客户数", "horizontal": True,
+                       "labels": [name for name, _ in sized], "values": [n for _, n in sized]})
+    return charts
 
 
 @bp.route("/segments/new", methods=["GET", "POST"])

@@ -312,3 +312,19 @@ def test_counts_from_id_sets_equal_the_row_by_row_count(base: Base, db_session: 
         _compile(ctx, "", tree, 0)
         assert _id_set(ctx, tree) is None
         assert count(TEST_CORP_ID, tree) == len(ids(base, tree))
+
+
+def test_segments_page_charts_stages_for_what_the_viewer_may_see(base: Base, db_session: Any, client: Any) -> None:
+    import html
+    import json
+    import re
+
+    sign_in(client, db_session, "boss", "admin")
+    page = client.get("/console/segments").get_data(as_text=True)
+    found = re.search(r'<canvas id="chart-stages"[^>]*data-chart="([^"]*)"', page)
+    assert found, "the stage chart is on the page"
+    chart = json.loads(html.unescape(found.group(1)))
+    counts = dict(zip(chart["labels"], chart["values"]))
+    # a (意向客户), b (成交客户), c (no stage); d and gone have no active relation
+    assert counts == {"潜在客户": 0, "意向客户": 1, "成交客户": 1, "忠诚客户": 0, "流失客户": 0, "未设置": 1}
+    assert "vendor/chartjs/chart.umd.min.js" in page and "charts.js" in page
