@@ -20,8 +20,8 @@ def init_app(app: Flask) -> None:
 
     app.register_blueprint(api_bp)
     app.register_blueprint(bp)
-    register_nav(app, "tagging.segments", "客户分群", roles=("marketer", "manager"), order=30)
-    register_nav(app, "tagging.stages", "阶段与分层", roles=("admin",), order=80)
+    register_nav(app, "tagging.segments_page", "客户分群", roles=("marketer", "manager"), order=30)
+    register_nav(app, "tagging.stages_page", "阶段与分层", roles=("admin",), order=80)
     _init_part2(app)
 
 

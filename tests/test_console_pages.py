@@ -63,3 +63,13 @@ def test_console_pages_need_a_sign_in(client: Any) -> None:
     for path in PAGES:
         response = client.get(path)
         assert response.status_code in (302, 401), path
+
+
+def test_every_navigation_entry_leads_to_a_page(app: Any, client: Any, staff: dict[str, str]) -> None:
+    """The console hides entries whose endpoint does not exist; a typo would hide a page silently."""
+    entries = app.extensions["scrm.console.nav"]
+    assert {e["endpoint"] for e in entries} - set(app.view_functions) == set()
+    _sign_in(client, staff["admin"])
+    home = client.get("/console/").get_data(as_text=True)
+    for label in ("客户分群", "标签管理", "自动打标签", "阶段与分层", "角色与权限"):
+        assert label in home, label
