@@ -88,7 +88,6 @@ def list_customers() -> Any:
         principal, q=request.args.get("q", ""), tags=_arg_list("tag"), stages=_arg_list("stage"),
         userids=_arg_list("userid"), cursor=request.args.get("cursor", ""),
         limit=service.parse_limit(request.args.get("limit")))
-    db.session.commit()  # a token's last use
     return jsonify(body)
 
 
@@ -99,7 +98,7 @@ def get_customer(external_userid: str) -> Any:
     assert principal is not None
     customer = service.load_customer(principal, external_userid)
     body = service.profile(principal, customer)
-    db.session.commit()  # a customer fetched on demand, a token's last use
+    db.session.commit()  # a customer fetched on demand
     return jsonify(body)
 
 

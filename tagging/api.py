@@ -79,9 +79,7 @@ def _filter_of(data: dict[str, Any]) -> Any:
 @bp.post("/segments/preview")
 @require_role(*SEGMENT_ROLES)
 def preview() -> Any:
-    body = segments.preview(_principal(), _filter_of(_body()))
-    db.session.commit()  # a token's last use
-    return jsonify(body)
+    return jsonify(segments.preview(_principal(), _filter_of(_body())))
 
 
 @bp.get("/segments")
