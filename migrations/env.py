@@ -37,6 +37,7 @@ import tagging.models  # noqa: E402,F401
 import tagging.rule_models  # noqa: E402,F401
 import wecom.models  # noqa: E402,F401
 from extensions import UTCDateTime  # noqa: E402
+from tagging.facets import include_object  # noqa: E402
 
 
 def render_item(type_, obj, autogen_context):
@@ -102,6 +103,7 @@ def run_migrations_online():
 
     conf_args = current_app.extensions['migrate'].configure_args
     conf_args.setdefault("render_item", render_item)
+    conf_args.setdefault("include_object", include_object)
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 

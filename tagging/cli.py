@@ -60,3 +60,30 @@ def jobs_command() -> None:
 
     click.echo(f"{run_pending_jobs(settings().WECOM_CORP_ID)} job(s) run")
     db.session.remove()
+
+
+@tagging_cli.command("facets")
+@click.option("--rebuild", is_flag=True, help="Rewrite the rows that differ, then check again.")
+def facets_command(rebuild: bool) -> None:
+    """Check the segment facets (PostgreSQL) against the tables they are derived from.
+
+    Exits with status 1 when rows differ and --rebuild was not given. Rows differ only if the tables
+    were written with the triggers off (a bulk load with session_replication_role = replica).
+    """
+    from . import facets
+
+    corp_id = settings().WECOM_CORP_ID
+    if not facets.enabled():
+        click.echo("segment facets are used on PostgreSQL only; this database answers segments from its tables")
+        return
+    result = facets.check(corp_id)
+    if result["differing"] and rebuild:
+        changed = facets.rebuild(corp_id)
+        db.session.commit()
+        click.echo(f"rebuilt {changed:,} facet rows")
+        result = facets.check(corp_id)
+    click.echo(f"{result['customers']:,} customers, {result['differing']:,} facet rows differ from the tables"
+               + (f" (e.g. customer ids {', '.join(map(str, result['sample']))})" if result["differing"] else ""))
+    db.session.remove()
+    if result["differing"]:
+        raise SystemExit(1)

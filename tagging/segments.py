@@ -16,6 +16,12 @@ F nodes:
 
 Every customer in a result has at least one active follow relation with a staff member the
 principal may see (`console.identity.scope_for`).
+
+Two compilations of the same tree, one meaning: on PostgreSQL, counts, previews and `compile_filter`
+read the per-customer `customer_facets` row (`tagging.facets`, kept by triggers), so any filter is one
+scan of one narrow table; on SQLite, and for `filter_condition` (a condition over `Customer` that the
+customer list and per-customer rule checks combine with their own), every node is a subquery over
+the relation tables. The test suite runs on both databases and `test_segments` compares the two.
 """
 
 from __future__ import annotations
@@ -27,13 +33,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, intersect, not_, or_, select, text, true, union
+from sqlalchemy import (ColumnElement, Select, and_, cast, false, func, intersect, literal, not_, or_, select, text,
+                        true, union)
 
 from console.identity import Principal, Scope, scope_for
 from crm.models import Customer, FollowRelation, FollowUp, Tag, TagAssignment
 from crm.service import UserValueError, audit
 from extensions import db, utcnow
 
+from .facets import enabled as facets_enabled
+from .facets import facets
 from .models import BehaviorEvent, Segment, ValueTier
 
 log = logging.getLogger("scrm.tagging")
@@ -61,6 +70,7 @@ class _Ctx:
     nodes: int = 0
     tags: dict[str, Tag] = field(default_factory=dict)
     stages: list[str] | None = None
+    facets: bool = False  # compile over `customer_facets` (PostgreSQL) instead of the relation tables
 
 
 # ---------------------------------------------------------------- helpers
@@ -98,6 +108,30 @@ def _tag_set(corp_id: str, tag_pks: list[int]) -> Select[tuple[int]]:
     tag_cond = TagAssignment.tag_pk == tag_pks[0] if len(tag_pks) == 1 else TagAssignment.tag_pk.in_(tag_pks)
     return select(TagAssignment.customer_id).where(
         TagAssignment.corp_id == corp_id, tag_cond, TagAssignment.relation_id.not_in(inactive))
+
+
+F = facets.c
+
+
+def _overlaps(column: Any, values: list[Any]) -> ColumnElement[bool]:
+    """`column && ARRAY[values]` (shares an element) for a facets array column."""
+    return column.op("&&")(cast(literal(values, type_=column.type), column.type))
+
+
+# Up to this many staff, "followed by one of them" is read from the facets row (`owners && […]`, which
+# compares every pair); more (a manager's whole department) probe a hashed set of their customers.
+OWNERS_INLINE = 8
+
+
+def _followed_by_facet(corp_id: str, userids: list[str]) -> ColumnElement[bool]:
+    if len(userids) <= OWNERS_INLINE:
+        return _overlaps(F.owners, userids)
+    return F.customer_id.in_(_relation_set(corp_id, FollowRelation.userid.in_(userids)))
+
+
+def _customer(ctx: _Ctx) -> Any:
+    """The customer id column the compiled conditions are about."""
+    return F.customer_id if ctx.facets else Customer.id
 
 
 IMPLY_ACTIVE = {"tag", "wecom_tags", "followed_by", "added_after", "added_before", "state"}
@@ -189,11 +223,15 @@ def _node_tag(ctx: _Ctx, path: str, value: Any, depth: int) -> ColumnElement[boo
     if not isinstance(value, str) or not value:
         raise FilterError(path, "应为一个标签 id")
     (tag,) = _load_tags(ctx, path, [value])
+    if ctx.facets:
+        return _overlaps(F.tag_pks, [tag.id])
     return _has_tags(ctx.corp_id, [tag.id])
 
 
 def _node_wecom_tags(ctx: _Ctx, path: str, value: Any, depth: int) -> ColumnElement[bool]:
     tags = _load_tags(ctx, path, list(dict.fromkeys(_str_list(path, value, "标签 id"))))
+    if ctx.facets:
+        return and_(*[_overlaps(F.tag_pks, pks) for pks in _tags_by_group(tags)])
     return and_(*[_has_tags(ctx.corp_id, pks) for pks in _tags_by_group(tags)])
 
 
@@ -215,33 +253,46 @@ def _node_stage(ctx: _Ctx, path: str, value: Any, depth: int) -> ColumnElement[b
     if unknown:
         raise FilterError(path, f"未知的客户阶段：{', '.join(unknown)}")
     given = sorted({n for n in names if n is not None})
-    conds = [Customer.stage.in_(given)] if given else []
+    stage = F.stage if ctx.facets else Customer.stage
+    conds = [stage.in_(given)] if given else []
     if None in names:
-        conds.append(Customer.stage.is_(None))
+        conds.append(stage.is_(None))
     return or_(*conds)
 
 
 def _node_followed_by(ctx: _Ctx, path: str, value: Any, depth: int) -> ColumnElement[bool]:
     userids = sorted(set(_str_list(path, value, "成员 userid")))
+    if ctx.facets:
+        return _followed_by_facet(ctx.corp_id, userids)
     return _active_relation(ctx.corp_id, FollowRelation.userid.in_(userids))
 
 
 def _node_added_after(ctx: _Ctx, path: str, value: Any, depth: int) -> ColumnElement[bool]:
-    return _active_relation(ctx.corp_id, FollowRelation.added_at >= parse_moment(path, value))
+    moment = parse_moment(path, value)
+    if ctx.facets:  # some active relation was added at or after `moment`: the latest one was
+        return F.added_max >= moment
+    return _active_relation(ctx.corp_id, FollowRelation.added_at >= moment)
 
 
 def _node_added_before(ctx: _Ctx, path: str, value: Any, depth: int) -> ColumnElement[bool]:
-    return _active_relation(ctx.corp_id, FollowRelation.added_at < parse_moment(path, value))
+    moment = parse_moment(path, value)
+    if ctx.facets:  # some active relation was added before `moment`: the earliest one was
+        return F.added_min < moment
+    return _active_relation(ctx.corp_id, FollowRelation.added_at < moment)
 
 
 def _node_no_followup_days(ctx: _Ctx, path: str, value: Any, depth: int) -> ColumnElement[bool]:
     since = ctx.now - dt.timedelta(days=_positive_int(path, value))
+    if ctx.facets:
+        return or_(F.last_followup_at.is_(None), F.last_followup_at < since)
     return Customer.id.not_in(select(FollowUp.customer_id).where(FollowUp.corp_id == ctx.corp_id,
                                                                  FollowUp.created_at >= since))
 
 
 def _node_state(ctx: _Ctx, path: str, value: Any, depth: int) -> ColumnElement[bool]:
     states = sorted(set(_str_list(path, value, "渠道")))
+    if ctx.facets:
+        return _overlaps(F.states, states)
     return _active_relation(ctx.corp_id, FollowRelation.state.in_(states))
 
 
@@ -252,8 +303,8 @@ def _node_tier(ctx: _Ctx, path: str, value: Any, depth: int) -> ColumnElement[bo
     unknown = [n for n in names if n not in TIERS]
     if unknown:
         raise FilterError(path, f"未知的客户价值分层：{', '.join(unknown)}（可选：{'、'.join(TIERS)}）")
-    return Customer.id.in_(select(ValueTier.customer_id).where(ValueTier.corp_id == ctx.corp_id,
-                                                               ValueTier.tier.in_(sorted(set(names)))))
+    return _customer(ctx).in_(select(ValueTier.customer_id).where(ValueTier.corp_id == ctx.corp_id,
+                                                                  ValueTier.tier.in_(sorted(set(names)))))
 
 
 EVENT_KEYS = {"type", "path_prefix", "min_count", "within_days", "min_amount"}
@@ -286,10 +337,10 @@ def _node_event(ctx: _Ctx, path: str, value: Any, depth: int) -> ColumnElement[b
         conds.append(BehaviorEvent.amount >= amount)
     min_count = _positive_int(f"{path}.min_count", value.get("min_count", 1), maximum=100000)
     if min_count == 1:
-        return Customer.id.in_(select(BehaviorEvent.customer_id).where(*conds))
+        return _customer(ctx).in_(select(BehaviorEvent.customer_id).where(*conds))
     counted = (select(BehaviorEvent.customer_id).where(*conds).group_by(BehaviorEvent.customer_id)
                .having(func.count() >= min_count))
-    return Customer.id.in_(counted)
+    return _customer(ctx).in_(counted)
 
 
 NODES: dict[str, Callable[[_Ctx, str, Any, int], ColumnElement[bool]]] = {
@@ -340,13 +391,31 @@ def scope_condition(corp_id: str, scope: Scope | None, tree: Any = None) -> Colu
     return _active_relation(corp_id, FollowRelation.userid.in_(sorted(scope.userids)))
 
 
+def _facet_scope(corp_id: str, scope: Scope | None) -> ColumnElement[bool]:
+    """The facets row has an active relation (with a staff member in `scope`, if limited)."""
+    if scope is None or scope.all:
+        return func.cardinality(F.owners) > 0
+    return _followed_by_facet(corp_id, sorted(scope.userids))
+
+
+def _facet_ids(ctx: _Ctx, tree: Any, scope: Scope | None) -> Select[tuple[int]]:
+    """Ids of the customers matching F within `scope`, from `customer_facets` alone."""
+    ctx.facets = True
+    cond = _compile(ctx, "", tree, 0)
+    return select(F.customer_id).where(F.corp_id == ctx.corp_id, _facet_scope(ctx.corp_id, scope), cond)
+
+
 def compile_filter(corp_id: str, tree: Any, *, scope: Scope | None = None,
                    now: dt.datetime | None = None) -> Select[tuple[int]]:
     """F → `SELECT customers.id …` for the corp: customers with an active relation (in `scope`) matching F.
 
-    Raises `FilterError` (a `UserValueError`) naming the bad node.
+    Callers may add conditions on `Customer` (an id, an order). Raises `FilterError` (a
+    `UserValueError`) naming the bad node.
     """
-    cond = filter_condition(corp_id, tree, now=now)
+    ctx = _Ctx(corp_id=corp_id, now=now or utcnow())
+    if facets_enabled():
+        return select(Customer.id).where(Customer.corp_id == corp_id, Customer.id.in_(_facet_ids(ctx, tree, scope)))
+    cond = _compile(ctx, "", tree, 0)
     return select(Customer.id).where(Customer.corp_id == corp_id, scope_condition(corp_id, scope, tree), cond)
 
 
@@ -384,14 +453,17 @@ def _id_set(ctx: _Ctx, node: Any) -> Select[tuple[int]] | None:
 def _count(corp_id: str, tree: Any, scope: Scope | None) -> int:
     """How many customers match F in `scope`.
 
-    For an unlimited scope and an F made only of relation-level sets, the count is taken from those
-    sets alone (index-only reads of tag_assignments / follow_relations), without visiting the
-    customers table: a tag carried by a third of a million customers is counted several times
-    faster. Otherwise every customer row is checked against the compiled condition.
+    PostgreSQL: one scan of `customer_facets`. SQLite: for an unlimited scope and an F made only of
+    relation-level sets, the count is taken from those sets alone (index-only reads of
+    tag_assignments / follow_relations), without visiting the customers table; otherwise every
+    customer row is checked against the compiled condition.
     """
     ctx = _Ctx(corp_id=corp_id, now=utcnow())
-    cond = _compile(ctx, "", tree, 0)
     _tune_session()
+    if facets_enabled():
+        ids = _facet_ids(ctx, tree, scope).subquery()
+        return int(db.session.scalar(select(func.count()).select_from(ids)) or 0)
+    cond = _compile(ctx, "", tree, 0)
     if scope is None or scope.all:
         ids = _id_set(ctx, tree)
         if ids is not None:
@@ -414,12 +486,17 @@ def count(corp_id: str, tree: Any, scope: Scope | None = None) -> int:
 
 
 def preview(principal: Principal, tree: Any, sample_size: int = SAMPLE_SIZE) -> dict[str, Any]:
-    """`{"count": n, "sample": [...]}` of the customers matching F that the principal may see."""
+    """`{"count": n, "sample": [...]}` of the customers matching F that the principal may see
+    (the sample: the most recently created first)."""
     scope = scope_for(principal)
     corp_id = principal.corp_id
-    cond = filter_condition(corp_id, tree)
     total = _count(corp_id, tree, scope)
-    base = (Customer.corp_id == corp_id, scope_condition(corp_id, scope, tree), cond)
+    if facets_enabled():
+        newest = _facet_ids(_Ctx(corp_id=corp_id, now=utcnow()), tree, scope).order_by(
+            F.customer_id.desc()).limit(sample_size)
+        base: tuple[ColumnElement[bool], ...] = (Customer.id.in_(list(db.session.scalars(newest))),)
+    else:
+        base = (Customer.corp_id == corp_id, scope_condition(corp_id, scope, tree), filter_condition(corp_id, tree))
     rows = db.session.execute(
         select(Customer.id, Customer.external_userid, Customer.name, Customer.avatar, Customer.stage,
                Customer.corp_name).where(*base).order_by(Customer.id.desc()).limit(sample_size)).all()
