@@ -18,7 +18,7 @@ from crm.models import FollowRelation, Staff
 from crm.service import UserValueError
 from extensions import db
 
-from . import segments, stages, tiers
+from . import catalog, segments, stages, tiers
 from .catalog import tag_catalog
 from .segments import FilterError
 
@@ -260,7 +260,10 @@ def stages_page() -> Any:
             if request.form.get("action") != "compute":
                 flash("已保存", "ok")
         return redirect(url_for("tagging.stages_page"))
+    mirror_tags = stages.mirror_tags(corp_id)
     return render_template("tagging/stages.html", stages=stages.list_stages(corp_id),
                            mirror=stages.mirror_enabled(corp_id), mirror_group=stages.MIRROR_GROUP,
-                           mirror_tags=stages.mirror_tags(corp_id), tier_counts=tiers.tier_counts(corp_id),
+                           mirror_tags=mirror_tags, mirror_creating=[n for n, t in mirror_tags.items()
+                                                                     if catalog.is_provisional(t.tag_id)],
+                           tier_counts=tiers.tier_counts(corp_id),
                            thresholds=tiers.thresholds(corp_id), tier_group=tiers.TIER_GROUP)

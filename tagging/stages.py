@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from crm.models import Customer, FollowRelation, Stage, StageChange, Tag, TagGroup
+from crm.models import Customer, Stage, StageChange, Tag
 from crm.service import UserValueError, audit
 from extensions import db
 
@@ -123,6 +123,8 @@ def save_stages(corp_id: str, stages: Any, actor: str, *, mirror: bool | None = 
         put_setting(corp_id, MIRROR_KEY, bool(mirror), actor)
     audit(corp_id, actor, "stages.save", "corp", corp_id, {"from": before, "to": names, "mirror": mirror})
     db.session.flush()
+    if mirror_enabled(corp_id):
+        ensure_mirror_group(corp_id, actor)
     return list_stages(corp_id)
 
 
@@ -160,39 +162,29 @@ def history(corp_id: str, customer_id: int, limit: int = 50) -> list[dict[str, A
 
 def mirror_tags(corp_id: str) -> dict[str, Tag]:
     """Live tags of the live group "客户阶段", by name (empty when the group is not in the catalog)."""
-    rows = db.session.scalars(select(Tag).join(TagGroup, TagGroup.id == Tag.group_pk).where(
-        TagGroup.corp_id == corp_id, TagGroup.name == MIRROR_GROUP, TagGroup.deleted_at.is_(None),
-        Tag.deleted_at.is_(None)))
-    return {t.name: t for t in rows}
+    from .mirror import group_tags
+
+    return group_tags(corp_id, MIRROR_GROUP)[1]
+
+
+def stage_wanted(corp_id: str) -> Any:
+    """(customer_id, name): the "客户阶段" tag each customer with a stage should carry."""
+    return select(Customer.id.label("customer_id"), Customer.stage.label("name")).where(
+        Customer.corp_id == corp_id, Customer.stage.is_not(None))
+
+
+def ensure_mirror_group(corp_id: str, actor: str) -> list[str]:
+    """Create the group "客户阶段" in WeCom, or the stage tags it lacks; the names created."""
+    from .mirror import ensure_group
+
+    return ensure_group(corp_id, MIRROR_GROUP, stage_names(corp_id), actor)
 
 
 def mirror_stage(corp_id: str, customer: Customer, actor: str) -> int:
     """Make each active relation carry exactly the "客户阶段" tag of the customer's stage; commands enqueued.
 
-    Stages without a tag in the group are skipped with a warning (the catalog decides what exists).
+    Stages whose tag WeCom has not created yet are caught up by the periodic mirror job.
     """
-    from .service import change_relation_tags
+    from .mirror import reconcile
 
-    tags = mirror_tags(corp_id)
-    if not tags:
-        log.warning("tagging.stage.mirror-missing-group corp=%s group=%s", corp_id, MIRROR_GROUP)
-        return 0
-    target = tags.get(customer.stage or "")
-    if customer.stage and target is None:
-        log.warning("tagging.stage.mirror-missing-tag corp=%s stage=%s", corp_id, customer.stage)
-    others = [t.tag_id for name, t in tags.items() if target is None or t.tag_id != target.tag_id]
-    sent = 0
-    relations = db.session.scalars(select(FollowRelation).where(FollowRelation.customer_id == customer.id,
-                                                                FollowRelation.status == "active"))
-    for relation in relations:
-        present = {a.tag_pk for a in relation.tags}
-        remove = [tid for tid in others if tags_by_id(tags)[tid].id in present]
-        add = [target.tag_id] if target is not None and target.id not in present else []
-        if add or remove:
-            change_relation_tags(corp_id, relation, add, remove, actor=actor, source="rule")
-            sent += 1
-    return sent
-
-
-def tags_by_id(tags: dict[str, Tag]) -> dict[str, Tag]:
-    return {t.tag_id: t for t in tags.values()}
+    return reconcile(corp_id, MIRROR_GROUP, stage_wanted(corp_id), actor, customer_ids=[customer.id])

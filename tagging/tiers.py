@@ -1,10 +1,11 @@
 """Value tiers: customers placed nightly in 高价值 / 潜力 / 待唤醒 / 流失风险 from their order events
 (recency, frequency, monetary) and their activity (any event), classified in SQL.
 
-The result is kept in `value_tiers` (segments read it through the `{"tier": [...]}` node) and, when
-the corp's catalog has the tag group "客户价值" with tags named after the tiers, mirrored onto each
-active follow relation through the outbox (`change_relation_tags`), only for customers whose tier
-changed. Customers with no event at all get no tier.
+The result is kept in `value_tiers` (segments read it through the `{"tier": [...]}` node) and
+mirrored onto each active follow relation as a tag of the group "客户价值" (`tagging.mirror`): the
+group and its tier tags are created in WeCom on the first run; afterwards the customers whose tier
+changed are re-tagged, and the periodic mirror job catches up on the rest. Customers with no event
+at all get no tier.
 
 Rules, first match wins (thresholds per corp, `TaggingSetting` "tier_thresholds"):
 
@@ -28,6 +29,8 @@ from crm.models import Customer, FollowRelation
 from crm.service import UserValueError, audit
 from extensions import db, utcnow
 
+from .catalog import is_provisional
+from .mirror import ensure_group, group_tags, reconcile
 from .models import BehaviorEvent, ValueTier
 from .stages import get_setting, put_setting
 
@@ -117,11 +120,10 @@ def compute_tiers(corp_id: str, *, now: dt.datetime | None = None, commit: bool 
     now = now or utcnow()
     limits = thresholds(corp_id)
     classified = tier_query(corp_id, now, limits).subquery("classified")
-    tier_tags = _tier_tags(corp_id)
+    ensure_group(corp_id, TIER_GROUP, TIERS, actor)
+    live = [t for t in group_tags(corp_id, TIER_GROUP)[1].values() if not is_provisional(t.tag_id)]
     stats: dict[str, Any] = {"changed": 0, "unchanged": 0, "tagged_relations": 0,
-                             "tag_group": TIER_GROUP if tier_tags else None, "tiers": {t: 0 for t in TIERS}}
-    if not tier_tags:
-        log.warning("tagging.tiers.no-tag-group corp=%s group=%s (tiers kept locally only)", corp_id, TIER_GROUP)
+                             "tag_group": TIER_GROUP if live else None, "tiers": {t: 0 for t in TIERS}}
     last = 0
     while True:
         rows = db.session.execute(
@@ -150,8 +152,10 @@ def compute_tiers(corp_id: str, *, now: dt.datetime | None = None, commit: bool 
                 db.session.execute(update(ValueTier).where(ValueTier.id == r.vt_id)
                                    .values(tier=r.tier, since=now, **figures))
         db.session.flush()
-        if tier_tags and changed:
-            stats["tagged_relations"] += _mirror(corp_id, {r.customer_id: r.tier for r, _ in changed}, tier_tags, actor)
+        if live and changed:
+            stats["tagged_relations"] += reconcile(corp_id, TIER_GROUP, tier_wanted(corp_id), actor,
+                                                   customer_ids=[r.customer_id for r, _ in changed],
+                                                   limit=len(changed) * 10)
         stats["changed"] += len(changed)
         stats["unchanged"] += len(unchanged)
         if commit:
@@ -161,32 +165,10 @@ def compute_tiers(corp_id: str, *, now: dt.datetime | None = None, commit: bool 
     return stats
 
 
-def _tier_tags(corp_id: str) -> dict[str, Any]:
-    from crm.models import Tag, TagGroup
-
-    rows = db.session.scalars(select(Tag).join(TagGroup, TagGroup.id == Tag.group_pk).where(
-        TagGroup.corp_id == corp_id, TagGroup.name == TIER_GROUP, TagGroup.deleted_at.is_(None),
-        Tag.deleted_at.is_(None), Tag.name.in_(TIERS)))
-    return {t.name: t for t in rows}
-
-
-def _mirror(corp_id: str, new_tiers: dict[int, str], tier_tags: dict[str, Any], actor: str) -> int:
-    """Each active relation of these customers carries exactly its tier's tag (commands via the outbox)."""
-    from .service import change_relation_tags
-
-    by_pk = {t.id: t for t in tier_tags.values()}
-    sent = 0
-    relations = db.session.scalars(select(FollowRelation).where(FollowRelation.customer_id.in_(list(new_tiers)),
-                                                                FollowRelation.status == "active"))
-    for relation in relations:
-        target = tier_tags.get(new_tiers[relation.customer_id])
-        present = {a.tag_pk for a in relation.tags if a.tag_pk in by_pk}
-        add = [target.tag_id] if target is not None and target.id not in present else []
-        remove = [by_pk[pk].tag_id for pk in present if target is None or pk != target.id]
-        if add or remove:
-            change_relation_tags(corp_id, relation, add, remove, actor=actor, source="rule")
-            sent += 1
-    return sent
+def tier_wanted(corp_id: str) -> Any:
+    """(customer_id, name): the "客户价值" tag each customer with a tier should carry."""
+    return select(ValueTier.customer_id.label("customer_id"), ValueTier.tier.label("name")).where(
+        ValueTier.corp_id == corp_id)
 
 
 def tier_counts(corp_id: str) -> dict[str, int]:

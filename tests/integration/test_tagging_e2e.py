@@ -220,3 +220,61 @@ def test_event_threshold_rule_tags_once_and_a_repeated_batch_changes_nothing(db_
     assert db_session.query(OutboxCommand).filter(OutboxCommand.kind == "mark_tag").count() == 1
     assert db_session.scalar(select(Customer.id).where(Customer.external_userid == ext)) is not None
     assert db_session.scalar(select(FollowRelation.status)) == "active"
+
+
+# ---------------------------------------------------------------- stage and tier mirrors
+
+
+def _group_in_wecom(emu: Any, name: str) -> dict[str, str]:
+    """The emulator's live tags of the group `name`, by tag name."""
+    groups = [g for g in emu.state.tag_groups.values() if g.name == name and not g.deleted]
+    assert len(groups) == 1, [g.name for g in emu.state.tag_groups.values()]
+    return {t.name: t.id for t in emu.state.tags.values() if t.group_id == groups[0].group_id and not t.deleted}
+
+
+def test_stage_and_tier_mirrors_create_their_groups_and_tag_customers_in_wecom(db_session: Any, wired: Any) -> None:
+    from tagging import stages, tiers
+    from tagging.events import store_events
+    from tagging.jobs import tag_mirrors
+
+    emu = wired
+    emu.act.add_staff("zhangsan", "张三")
+    early = emu.act.customer_adds_staff("zhangsan", name="早来的", welcome_code=False)
+    later = emu.act.customer_adds_staff("zhangsan", name="后来的", welcome_code=False)
+    settle(db_session, emu)
+    first = db_session.scalar(select(Customer).where(Customer.external_userid == early))
+    stages.change_stage(TEST_CORP_ID, first, "意向客户", "zhangsan")  # before the mirror exists
+    db_session.commit()
+
+    # Turning the mirror on creates the group 客户阶段 in WeCom, one tag per stage.
+    stages.save_stages(TEST_CORP_ID, [s.as_dict() for s in stages.list_stages(TEST_CORP_ID)], "admin1", mirror=True)
+    db_session.commit()
+    settle(db_session, emu)
+    in_wecom = _group_in_wecom(emu, "客户阶段")
+    assert sorted(in_wecom) == sorted(stages.stage_names(TEST_CORP_ID))
+    # the customer staged before the group existed is caught up by the periodic job
+    assert tag_mirrors()["stages"] == 1
+    settle(db_session, emu)
+    assert emu.state.relation_tags("zhangsan", early) == {in_wecom["意向客户"]}
+    # a change now is mirrored at once: the old stage tag goes, the new one comes
+    db_session.expire_all()
+    first = db_session.get(Customer, first.id)
+    stages.change_stage(TEST_CORP_ID, first, "成交客户", "zhangsan")
+    db_session.commit()
+    settle(db_session, emu)
+    assert emu.state.relation_tags("zhangsan", early) == {in_wecom["成交客户"]}
+
+    # Value tiers: the first computation creates 客户价值; its tags reach the customers.
+    now = dt.datetime.now(dt.timezone.utc)
+    store_events(TEST_CORP_ID, [{"id": f"o{i}", "external_userid": later, "type": "order",
+                                 "at": (now - dt.timedelta(days=i)).isoformat(), "properties": {"amount": 800}}
+                                for i in range(2)], "token:shop")
+    assert tiers.compute_tiers(TEST_CORP_ID)["tiers"]["高价值"] == 1
+    db_session.commit()
+    settle(db_session, emu)
+    value_tags = _group_in_wecom(emu, "客户价值")
+    assert sorted(value_tags) == sorted(tiers.TIERS)
+    assert tag_mirrors()["tiers"] == 1
+    settle(db_session, emu)
+    assert emu.state.relation_tags("zhangsan", later) == {value_tags["高价值"]}
+    assert tag_mirrors() == {"stages": 0, "tiers": 0}  # nothing left to correct

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
 from tests.helpers import TEST_CORP_ID
 from tests.tagging.conftest import Base, token
 
@@ -76,7 +78,13 @@ def test_stages_console_page(base: Base, client: Any, db_session: Any) -> None:
 
     assert stages.stage_names(TEST_CORP_ID) == ["新线索", "意向客户", "成交客户", "流失客户"]
     assert stages.mirror_enabled(TEST_CORP_ID)
-    assert "缺少这些标签" in client.get("/console/stages").get_data(as_text=True)  # no 客户阶段 group yet
+    # no 客户阶段 group yet: saving with the mirror on asks WeCom to create it, with every stage's tag
+    from wecom.models import OutboxCommand
+
+    command = db_session.scalar(select(OutboxCommand).where(OutboxCommand.method == "add_corp_tag"))
+    assert command.args["group_name"] == "客户阶段"
+    assert [t["name"] for t in command.args["tags"]] == ["新线索", "意向客户", "成交客户", "流失客户"]
+    assert "正在企业微信中创建标签组" in client.get("/console/stages").get_data(as_text=True)
 
 
 def test_mirror_marks_the_stage_tag_on_every_active_relation(base: Base, db_session: Any) -> None:
