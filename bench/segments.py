@@ -203,7 +203,7 @@ def filters(made: dict[str, Any]) -> dict[str, Any]:
         "wecom_tags 2 groups": {"wecom_tags": [t["A类"], t["B类"], t["教育"], t["金融"]]},
         "any/not": {"all": [{"any": [{"tag": t["展会"]}, {"tag": t["官网"]}]}, {"not": {"tag": t["C类"]}}]},
         "stage + no_followup": {"all": [{"stage": ["意向客户", "成交客户"]}, {"no_followup_days": 30}]},
-        "event 3 views/3 days": {"event": {"type": "page_view", "path_prefix": "/products/A", "min_count": 2,
+        "event 2 views/7 days": {"event": {"type": "page_view", "path_prefix": "/products/A", "min_count": 2,
                                            "within_days": 7}},
         "owners + tag": {"all": [{"followed_by": made["staff"]}, {"tag": t["B类"]}]},
         "manager scope, tag": {"tag": t["B类"]},

@@ -1,5 +1,5 @@
-"""Customer facets: on PostgreSQL, one narrow row per customer holding what every segment filter node
-reads (tags of its active relations, the staff following it, channels, the range of dates it was
+"""Customer facets: on PostgreSQL, one narrow row per customer holding what the costly segment filter
+nodes read (whether it is still followed, the tags of its active relations, the range of dates it was
 added, stage, last follow-up), so a segment over a million customers is one scan of one table.
 
 The table, the `customer_facets_expected` view that defines each row from the source tables, and
@@ -16,23 +16,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, text
+from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from extensions import UTCDateTime, db
 
 log = logging.getLogger("scrm.tagging")
 
-COLUMNS = ("corp_id", "tag_pks", "owners", "states", "added_min", "added_max", "stage", "last_followup_at")
+COLUMNS = ("corp_id", "followed", "tag_pks", "added_min", "added_max", "stage", "last_followup_at")
 
 # Its own MetaData: the table exists on PostgreSQL only, outside the ORM models (and autogenerate).
 facets = Table(
     "customer_facets", MetaData(),
     Column("customer_id", Integer, primary_key=True),
     Column("corp_id", String(64), nullable=False),
+    Column("followed", Boolean, nullable=False),  # has an active follow relation
     Column("tag_pks", ARRAY(Integer), nullable=False),
-    Column("owners", ARRAY(String(64)), nullable=False),
-    Column("states", ARRAY(String(64)), nullable=False),
     Column("added_min", UTCDateTime()),
     Column("added_max", UTCDateTime()),
     Column("stage", String(32)),
@@ -76,6 +75,9 @@ def rebuild(corp_id: str) -> int:
     if not enabled():
         return 0
     db.session.execute(text("LOCK TABLE customer_facets IN SHARE ROW EXCLUSIVE MODE"))
+    # Fresh statistics first: right after a bulk load the planner would otherwise take the new tables
+    # for empty ones and scan them once per customer.
+    db.session.execute(text("ANALYZE customers, follow_relations, tag_assignments, followups"))
     columns = ", ".join(COLUMNS)
     result = db.session.execute(text(
         f"INSERT INTO customer_facets AS f (customer_id, {columns}) "

@@ -102,6 +102,9 @@ Index("ix_tag_assignments_corp_tag_customer", TagAssignment.corp_id, TagAssignme
       TagAssignment.customer_id, TagAssignment.relation_id)
 Index("ix_follow_relations_inactive", FollowRelation.corp_id, FollowRelation.id,
       postgresql_where=text("status != 'active'"), sqlite_where=text("status != 'active'"))
+# Customers of given staff (a manager's scope, "followed by"), index-only.
+Index("ix_follow_relations_active_owner", FollowRelation.corp_id, FollowRelation.userid, FollowRelation.customer_id,
+      postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'"))
 # Customers still followed (the base condition), by owner for a limited scope, index-only.
 Index("ix_follow_relations_active_customer", FollowRelation.corp_id, FollowRelation.customer_id,
       FollowRelation.userid, postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'"))

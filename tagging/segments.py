@@ -118,17 +118,6 @@ def _overlaps(column: Any, values: list[Any]) -> ColumnElement[bool]:
     return column.op("&&")(cast(literal(values, type_=column.type), column.type))
 
 
-# Up to this many staff, "followed by one of them" is read from the facets row (`owners && […]`, which
-# compares every pair); more (a manager's whole department) probe a hashed set of their customers.
-OWNERS_INLINE = 8
-
-
-def _followed_by_facet(corp_id: str, userids: list[str]) -> ColumnElement[bool]:
-    if len(userids) <= OWNERS_INLINE:
-        return _overlaps(F.owners, userids)
-    return F.customer_id.in_(_relation_set(corp_id, FollowRelation.userid.in_(userids)))
-
-
 def _customer(ctx: _Ctx) -> Any:
     """The customer id column the compiled conditions are about."""
     return F.customer_id if ctx.facets else Customer.id
@@ -262,8 +251,8 @@ def _node_stage(ctx: _Ctx, path: str, value: Any, depth: int) -> ColumnElement[b
 
 def _node_followed_by(ctx: _Ctx, path: str, value: Any, depth: int) -> ColumnElement[bool]:
     userids = sorted(set(_str_list(path, value, "成员 userid")))
-    if ctx.facets:
-        return _followed_by_facet(ctx.corp_id, userids)
+    if ctx.facets:  # a small index lookup of these staff's relations, probed as a hashed set
+        return F.customer_id.in_(_relation_set(ctx.corp_id, FollowRelation.userid.in_(userids)))
     return _active_relation(ctx.corp_id, FollowRelation.userid.in_(userids))
 
 
@@ -291,9 +280,7 @@ def _node_no_followup_days(ctx: _Ctx, path: str, value: Any, depth: int) -> Colu
 
 def _node_state(ctx: _Ctx, path: str, value: Any, depth: int) -> ColumnElement[bool]:
     states = sorted(set(_str_list(path, value, "渠道")))
-    if ctx.facets:
-        return _overlaps(F.states, states)
-    return _active_relation(ctx.corp_id, FollowRelation.state.in_(states))
+    return _customer(ctx).in_(_relation_set(ctx.corp_id, FollowRelation.state.in_(states)))
 
 
 def _node_tier(ctx: _Ctx, path: str, value: Any, depth: int) -> ColumnElement[bool]:
@@ -394,8 +381,8 @@ def scope_condition(corp_id: str, scope: Scope | None, tree: Any = None) -> Colu
 def _facet_scope(corp_id: str, scope: Scope | None) -> ColumnElement[bool]:
     """The facets row has an active relation (with a staff member in `scope`, if limited)."""
     if scope is None or scope.all:
-        return func.cardinality(F.owners) > 0
-    return _followed_by_facet(corp_id, sorted(scope.userids))
+        return F.followed.is_(True)
+    return F.customer_id.in_(_relation_set(corp_id, FollowRelation.userid.in_(sorted(scope.userids))))
 
 
 def _facet_ids(ctx: _Ctx, tree: Any, scope: Scope | None) -> Select[tuple[int]]:
@@ -485,17 +472,33 @@ def count(corp_id: str, tree: Any, scope: Scope | None = None) -> int:
     return _count(corp_id, tree, scope)
 
 
+# Preview on facets: first ask for up to this many matching ids in any order. A filter that matches
+# fewer is answered by that one scan (count and newest ids together); a wider one stops early, then
+# is counted and sampled (the newest, found at once by walking the primary key backwards).
+PROBE = 2000
+
+
+def _facet_preview(corp_id: str, tree: Any, scope: Scope | None, sample_size: int) -> tuple[int, list[int]]:
+    ctx = _Ctx(corp_id=corp_id, now=utcnow())
+    ids = _facet_ids(ctx, tree, scope)
+    _tune_session()
+    found = list(db.session.scalars(ids.limit(PROBE + 1)))
+    if len(found) <= PROBE:
+        return len(found), sorted(found, reverse=True)[:sample_size]
+    total = int(db.session.scalar(select(func.count()).select_from(ids.subquery())) or 0)
+    return total, list(db.session.scalars(ids.order_by(F.customer_id.desc()).limit(sample_size)))
+
+
 def preview(principal: Principal, tree: Any, sample_size: int = SAMPLE_SIZE) -> dict[str, Any]:
     """`{"count": n, "sample": [...]}` of the customers matching F that the principal may see
     (the sample: the most recently created first)."""
     scope = scope_for(principal)
     corp_id = principal.corp_id
-    total = _count(corp_id, tree, scope)
     if facets_enabled():
-        newest = _facet_ids(_Ctx(corp_id=corp_id, now=utcnow()), tree, scope).order_by(
-            F.customer_id.desc()).limit(sample_size)
-        base: tuple[ColumnElement[bool], ...] = (Customer.id.in_(list(db.session.scalars(newest))),)
+        total, newest = _facet_preview(corp_id, tree, scope, sample_size)
+        base: tuple[ColumnElement[bool], ...] = (Customer.id.in_(newest),)
     else:
+        total = _count(corp_id, tree, scope)
         base = (Customer.corp_id == corp_id, scope_condition(corp_id, scope, tree), filter_condition(corp_id, tree))
     rows = db.session.execute(
         select(Customer.id, Customer.external_userid, Customer.name, Customer.avatar, Customer.stage,

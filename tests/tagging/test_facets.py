@@ -53,11 +53,11 @@ def test_facets_follow_the_fixture_writes(pg: Any, base: Base) -> None:
     _in_sync()
     b = _facet(base.customers["b"].id)
     assert b["tag_pks"] == _tag_pks(base, "A类", "B类")
-    assert b["owners"] == ["lisi", "zhangsan"] and b["stage"] == "成交客户"
+    assert b["followed"] is True and b["stage"] == "成交客户"
     assert b["added_min"] == dt.datetime(2026, 2, 10, 2, tzinfo=UTC)
     assert b["added_max"] == dt.datetime(2026, 3, 1, 2, tzinfo=UTC)
-    d = _facet(base.customers["d"].id)  # only a lost relation: no owners, no tags
-    assert d["owners"] == [] and d["tag_pks"] == []
+    d = _facet(base.customers["d"].id)  # only a lost relation: not followed, no tags
+    assert d["followed"] is False and d["tag_pks"] == [] and d["added_min"] is None
 
 
 def test_facets_follow_every_write_path(pg: Any, emu: Any, app: Any) -> None:
@@ -86,7 +86,8 @@ def test_facets_follow_every_write_path(pg: Any, emu: Any, app: Any) -> None:
     cx = db.scalar(select(Customer).where(Customer.external_userid == x))
     cy = db.scalar(select(Customer).where(Customer.external_userid == y))
     pk = dict(db.execute(select(Tag.tag_id, Tag.id)).all())
-    assert _facet(cx.id)["tag_pks"] == sorted([pk[a], pk[b]]) and _facet(cx.id)["states"] == ["", "expo2026"]
+    assert _facet(cx.id)["tag_pks"] == sorted([pk[a], pk[b]]) and _facet(cx.id)["followed"] is True
+    assert count(TEST_CORP_ID, {"state": "expo2026"}) == 1
     assert count(TEST_CORP_ID, {"wecom_tags": [a, b]}) == 2
 
     # a tag edit here: applied locally at once, facets with it
@@ -99,7 +100,7 @@ def test_facets_follow_every_write_path(pg: Any, emu: Any, app: Any) -> None:
     emu.act.staff_deletes_customer("lisi", x)
     refresh_customer(TEST_CORP_ID, x)
     db.commit()
-    assert _facet(cx.id)["owners"] == ["zhangsan"] and _facet(cx.id)["tag_pks"] == [pk[a]]
+    assert _facet(cx.id)["tag_pks"] == [pk[a]] and count(TEST_CORP_ID, {"followed_by": ["lisi"]}) == 0
     assert count(TEST_CORP_ID, {"tag": b}) == 0
 
     # a follow-up and a stage

@@ -314,6 +314,24 @@ def test_scale_of_one_query(base: Base, db_session: Any) -> None:
     assert body["count"] == 14 and len(body["sample"]) == 10
 
 
+def test_preview_is_the_same_whether_the_probe_finds_all_matches_or_not(base: Base, db_session: Any,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL previews probe for a few matching ids first; a filter matching more is counted and
+    sampled separately. Both ways give the same count and the same newest customers."""
+    from console.identity import Principal
+    from tagging import segments
+
+    for i in range(12):
+        add_customer(db_session, base, f"p{i}", [("zhangsan", ["A类"], "2026-04-01T00:00:00", "active")])
+    db_session.commit()
+    principal = Principal(corp_id=TEST_CORP_ID, role="admin", userid=None, via="token", token_name="t")
+    tree = {"tag": base.tags["A类"]}
+    whole = segments.preview(principal, tree)
+    monkeypatch.setattr(segments, "PROBE", 3)
+    assert segments.preview(principal, tree) == whole
+    assert whole["count"] == 14 and [c["name"] for c in whole["sample"]][:2] == ["客户p11", "客户p10"]
+
+
 def test_counts_from_id_sets_equal_the_row_by_row_count(base: Base, db_session: Any) -> None:
     """The fast count (relation-level sets, no customers scan) agrees with checking every customer."""
     from sqlalchemy import func, select
