@@ -44,7 +44,8 @@ def enabled() -> bool:
     return db.session.get_bind().dialect.name == "postgresql"
 
 
-def _differs(corp_id: str) -> str:
+def _differs() -> str:
+    """FROM … WHERE of the corp's (`:corp`) facets rows that differ from the view."""
     row = ", ".join(f"f.{c}" for c in COLUMNS)
     expected = ", ".join(f"e.{c}" for c in COLUMNS)
     return (f"FROM customer_facets_expected e FULL JOIN customer_facets f ON f.customer_id = e.customer_id "
@@ -62,7 +63,7 @@ def check(corp_id: str, sample: int = 20) -> dict[str, Any]:
     params = {"corp": corp_id}
     total = db.session.scalar(text("SELECT count(*) FROM customer_facets WHERE corp_id = :corp"), params)
     ids = list(db.session.scalars(text(
-        f"SELECT coalesce(e.customer_id, f.customer_id) AS id {_differs(corp_id)} ORDER BY 1"), params))
+        f"SELECT coalesce(e.customer_id, f.customer_id) AS id {_differs()} ORDER BY 1"), params))
     return {"customers": int(total or 0), "differing": len(ids), "sample": ids[:sample], "enabled": True}
 
 

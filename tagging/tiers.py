@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Numeric, case, func, select, update
 
-from crm.models import Customer, FollowRelation
+from crm.models import Customer
 from crm.service import UserValueError, audit
 from extensions import db, utcnow
 
