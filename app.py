@@ -1,7 +1,8 @@
-"""The application factory: settings, extensions, blueprints and CLI, wired in one ordered list.
+"""The application factory: settings, the shared plumbing, then each package's `init_app` in one ordered
+list (the order of the dependencies, bottom up), then the domain-signal subscriptions, in one place.
 
-Nothing happens at import time: `flask --app app run`, `gunicorn 'app:create_app()'` and the
-tests all call `create_app()`.
+Nothing happens at import time: `flask --app app run`, `gunicorn 'app:create_app()'` and the tests all
+call `create_app()`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,13 @@ from typing import Any, Mapping
 
 from flask import Flask
 
-import extensions
-from settings import Settings
+import core.api
+import core.db
+import core.settings
+import core.time
+import core.uow
+from core.queue import install_wake_listener
+from core.settings import Settings
 
 
 def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
@@ -38,24 +44,43 @@ def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(conf.extra)
     _configure_logging(app)
 
-    extensions.init_app(app, conf)
+    core.settings.init_app(app, conf)
+    core.db.init_app(app, conf)
+    core.uow.init_app(app)
+    core.api.init_app(app)
+    core.time.init_app(app)
+    install_wake_listener()
 
-    from wecom import init_app as init_wecom
-    from crm import init_app as init_crm
+    import console
+    import crm
+    import identity
+    import sidebar
+    import tagging
+    import wecom
 
-    init_wecom(app)
-    init_crm(app)
-
-    from console import init_app as init_console
-    from sidebar import init_app as init_sidebar
-
-    init_console(app)
-    init_sidebar(app)
-
-    from tagging import init_app as init_tagging
-
-    init_tagging(app)
+    for package in (wecom, crm, identity, tagging, sidebar, console):
+        package.init_app(app)
+    _subscribe()
     return app
+
+
+def _subscribe() -> None:
+    """Who reacts to what: the domain signals and their subscribers, all in one table."""
+    from core import signals
+    from identity.service import on_staff_resigned
+    from tagging.rules import service as rules
+
+    subscriptions: list[tuple[Any, Any]] = [
+        (signals.staff_resigned, on_staff_resigned),
+        (signals.customer_added, rules.on_customer_added),
+        (signals.tags_changed, rules.on_tags_changed),
+        (signals.stage_changed, rules.on_stage_changed),
+        (signals.followup_written, rules.on_followup_written),
+        (signals.joined_group_chat, rules.on_joined_group_chat),
+        (signals.events_received, rules.on_events_received),
+    ]
+    for signal, receiver in subscriptions:
+        signal.connect(receiver)
 
 
 def _engine_options(conf: Settings) -> dict[str, Any]:
@@ -69,11 +94,22 @@ def _engine_options(conf: Settings) -> dict[str, Any]:
     return options
 
 
+class _RequestIdFilter(logging.Filter):
+    """Adds the request id (see `core.api`) to every log record made while a request is served."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from flask import g, has_request_context
+
+        record.request_id = g.get("request_id", "-") if has_request_context() else "-"
+        return True
+
+
 def _configure_logging(app: Flask) -> None:
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
     logger = logging.getLogger("scrm")
     logger.setLevel(level)
     if not logger.handlers and not app.testing:
         handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.addFilter(_RequestIdFilter())
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
         logger.addHandler(handler)

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Segment preview benchmark: `tagging.segments.preview` (count + 10-customer sample) on 100,000 and
+"""Segment preview benchmark: `tagging.segments.service.preview` (count + 10-customer sample) on 100,000 and
 1,000,000 customers with ~3 tag assignments each, on SQLite and PostgreSQL.
 
 For each database and size it migrates a fresh database (a temp SQLite file; a throwaway PostgreSQL
 database created on BENCH_PG_URL's server and dropped afterwards), bulk-inserts the customer base
-(executemany on SQLite; on PostgreSQL COPY with the triggers off, then `tagging.facets.rebuild`, the
+(executemany on SQLite; on PostgreSQL COPY with the triggers off, then `tagging.segments.facets.rebuild`, the
 documented way to bulk-load), analyses it, then times
 several realistic filters (p50/p95 over --runs runs after a warm-up). On PostgreSQL it then times the
 same filters answered from the relation tables instead of `customer_facets` (what SQLite does, and
@@ -165,8 +165,8 @@ def fill(engine: Any, n: int, seed: int = 7) -> dict[str, Any]:
                  for i in range(1, n // 2 + 1)))
     seconds = time.perf_counter() - start
     if engine.dialect.name == "postgresql":
-        from extensions import db
-        from tagging import facets
+        from core.db import db
+        from tagging.segments import facets
 
         started = time.perf_counter()
         rebuilt = facets.rebuild(CORP)
@@ -211,9 +211,9 @@ def filters(made: dict[str, Any]) -> dict[str, Any]:
 
 
 def time_filters(app: Any, made: dict[str, Any], runs: int) -> dict[str, tuple[float, float, int]]:
-    from console.identity import Principal
-    from extensions import db
-    from tagging.segments import preview
+    from identity.service import Principal
+    from core.db import db
+    from tagging.segments.service import preview
 
     admin = Principal(corp_id=CORP, role="admin", userid=None, via="token", token_name="bench")
     # a manager sees the customers of the staff sharing his department (1 in 20 of the staff)
@@ -269,13 +269,13 @@ def bench_one(kind: str, n: int, runs: int, pg_url: str) -> list[str]:
         app.instance_path = tempfile.mkdtemp(prefix="bench-instance-")
         with app.app_context():
             upgrade()
-            from extensions import db
+            from core.db import db
 
             engine = db.engine
             print(f"{kind} {n:,}: filling …", flush=True)
             made = fill(engine, n)
             if kind == "postgresql":
-                from tagging import facets
+                from tagging.segments import facets
 
                 check = facets.check(CORP)
                 print(f"  facets: {check['customers']:,} rows, {check['differing']} differing from the tables",
@@ -284,13 +284,13 @@ def bench_one(kind: str, n: int, runs: int, pg_url: str) -> list[str]:
             after = time_filters(app, made, runs)
             before: dict[str, tuple[float, float, int]] = {}
             if kind == "postgresql":
-                import tagging.segments
+                import tagging.segments.service
 
-                tagging.segments.facets_enabled = lambda: False  # type: ignore[assignment]
+                tagging.segments.service.facets_enabled = lambda: False  # type: ignore[assignment]
                 try:
                     before = time_filters(app, made, max(3, runs // 3))
                 finally:
-                    tagging.segments.facets_enabled = facets.enabled  # type: ignore[assignment]
+                    tagging.segments.service.facets_enabled = facets.enabled  # type: ignore[assignment]
             for label, (p50, p95, count) in after.items():
                 line = f"{kind:8} {n:>9,}  {label:24} count {count:>8,}  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms"
                 if label in before:

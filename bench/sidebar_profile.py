@@ -45,8 +45,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def fill(db: Any, n: int, rng: random.Random) -> list[tuple[str, str]]:
     """Insert the corp with Core executemany in chunks; return a sample of (userid, external_userid)."""
-    from crm.models import (Corp, Customer, FollowRelation, FollowUp, GroupChat, GroupChatMember, Staff, Tag,
-                            TagAssignment, TagGroup)
+    from crm.models import (Corp, Customer, FollowRelation, FollowUp, GroupChat, GroupChatMember, Staff, Tag, TagAssignment, TagGroup)
 
     now = dt.datetime.now(dt.timezone.utc)
     staff_count = max(20, n // 500)
@@ -125,10 +124,16 @@ def fill(db: Any, n: int, rng: random.Random) -> list[tuple[str, str]]:
 
 
 def session_cookie(app: Any, userid: str) -> str:
-    """The signed session cookie a staff member gets after OAuth (built with the app's own serializer)."""
+    """The signed session cookie a staff member gets after OAuth: a server-side session row, and its id
+    in a cookie signed with the app's own serializer."""
+    from core.db import db
+    from identity.service import start_session
+
+    with app.app_context():
+        sid = start_session(CORP, userid)
+        db.session.commit()
     serializer = app.session_interface.get_signing_serializer(app)
-    return serializer.dumps({"uid": userid, "corp": CORP, "csrf": uuid.uuid4().hex, "at": int(time.time()),
-                             "_permanent": True})
+    return serializer.dumps({"sid": sid, "corp": CORP, "csrf": uuid.uuid4().hex, "_permanent": True})
 
 
 def bench_api(app: Any, sample: list[tuple[str, str]], samples: int, rng: random.Random) -> list[float]:
@@ -201,7 +206,7 @@ def main() -> int:
     from flask_migrate import upgrade
 
     from app import create_app
-    from extensions import db
+    from core.db import db
 
     rng = random.Random(20261124)
     tmp = tempfile.mkdtemp(prefix="scrm-bench-")

@@ -1,12 +1,9 @@
-"""The web console's shared shell: layout, navigation, sign-in identity, roles, CSRF and CSP.
+"""The web console's shell: layout and style, navigation, sign-in pages, roles, the error pages.
 
-Feature packages (handover, tagging, campaigns, analytics) build their console pages on it:
-
-    from console.identity import require_role, current_principal
-    from console import register_nav
-    register_nav(app, "handover.jobs", "客户交接", roles=("manager",), order=20)
-
-and extend `console/base.html` in their templates (blocks `title`, `content`, `head`).
+The top of the house: it may import every feature package; none imports it. Feature pages extend
+`console/base.html` (blocks `title`, `content`, `head`); the navigation is the table `NAV` below,
+filtered by the signed-in person's role (and by what this build has). `error.html` is the page every
+4xx/5xx of a page shows (`core.api.render_error_page`).
 """
 
 from __future__ import annotations
@@ -15,24 +12,35 @@ from typing import Any
 
 from flask import Flask, Response, current_app
 
+from core.settings import settings
+from identity.service import ROLE_LABELS
+from identity.web import csrf_token, current_principal
+
 # Strict by default: our own scripts and styles only, no inline script, no plugins, no framing.
 # Avatars come from WeCom's CDN over https; the official JS-SDK may open WeCom's own frames.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
        "connect-src 'self'; font-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
        "frame-src https://open.work.weixin.qq.com https://login.work.weixin.qq.com; frame-ancestors 'self'")
 
+# (endpoint, label, roles besides admin that see it; () = everyone)
+NAV: list[tuple[str, str, tuple[str, ...]]] = [
+    ("console.home", "概览", ()),
+    ("segments.segments_page", "客户分群", ("marketer", "manager")),
+    ("tag_catalog.catalog", "标签管理", ("marketer",)),
+    ("tag_rules.rules", "自动打标签", ("marketer",)),
+    ("lifecycle.stages_page", "阶段与分层", ("admin",)),
+    ("console.roles", "角色与权限", ("admin",)),
+]
 
-def register_nav(app: Flask, endpoint: str, label: str, *, roles: tuple[str, ...] = (), order: int = 100) -> None:
-    """Add a console navigation entry; shown to admins and to the `roles` given (everyone if none)."""
-    items = app.extensions.setdefault("scrm.console.nav", [])
-    items.append({"endpoint": endpoint, "label": label, "roles": tuple(roles), "order": order})
-    items.sort(key=lambda i: i["order"])
+
+def role_label(role: str) -> str:
+    return ROLE_LABELS.get(role, role)
 
 
 def _security_headers(response: Response) -> Response:
     if response.mimetype == "text/html":
         csp = CSP
-        if current_app.extensions["scrm.settings"].SCRM_DEMO:  # the emulator's avatars are plain http
+        if settings().SCRM_DEMO:  # the emulator's avatars are plain http
             csp = csp.replace("img-src 'self' data: https:", "img-src 'self' data: https: http:")
         response.headers.setdefault("Content-Security-Policy", csp)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -41,30 +49,25 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask) -> None:
-    from extensions import settings as _settings
+def nav_items() -> list[dict[str, Any]]:
+    """The navigation the signed-in person sees (entries of pages this build has, for their role)."""
+    found = current_principal()
+    if found is None:
+        return []
+    return [{"endpoint": endpoint, "label": label} for endpoint, label, roles in NAV
+            if endpoint in current_app.view_functions and (not roles or found.has_role(*roles))]
 
-    from . import models  # noqa: F401  (tables known to migrations)
-    from .cli import roles_cli
-    from .identity import csrf_token, current_principal
+
+def init_app(app: Flask) -> None:
     from .routes import bp
 
     app.register_blueprint(bp)
-    app.cli.add_command(roles_cli)
     app.after_request(_security_headers)
+    app.add_template_filter(role_label, "role_label")
     if app.extensions["scrm.settings"].SCRM_PUBLIC_URL.startswith("https://"):
         app.config["SESSION_COOKIE_SECURE"] = True
-    register_nav(app, "console.home", "概览", order=0)
-    register_nav(app, "console.roles", "角色与权限", roles=("admin",), order=900)
 
     @app.context_processor
     def _console_context() -> dict[str, Any]:
-        def nav_items() -> list[dict[str, Any]]:
-            principal = current_principal()
-            if principal is None:
-                return []
-            return [i for i in app.extensions.get("scrm.console.nav", [])
-                    if i["endpoint"] in app.view_functions and (not i["roles"] or principal.has_role(*i["roles"]))]
-
         return {"csrf_token": csrf_token, "current_principal": current_principal, "console_nav": nav_items,
-                "scrm_settings": _settings}
+                "scrm_settings": settings}

@@ -7,19 +7,17 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
+from core.db import db
+from core.errors import UserValueError
+from core.uow import mark_failed
 from crm.models import Customer, FollowRelation, Staff
-from crm.service import ROLES, UserValueError
-from extensions import db
-
-from .identity import (check_csrf, current_principal, login_required, logout_session, require_role, safe_next,
-                       scope_for, set_role)
-from .models import StaffRole
+from identity.models import StaffRole
+from identity.service import ROLE_LABELS, ROLES, set_role
+from identity.web import (check_csrf, current_principal, login_required, principal, require_role, safe_next, scope_for,
+                          sign_out)
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
                static_folder="static", static_url_path="/static")
-
-ROLE_LABELS = {"admin": "管理员", "manager": "主管", "marketer": "营销", "staff": "员工"}
-
 
 @bp.app_template_filter("role_label")
 def role_label(role: str) -> str:
@@ -39,24 +37,23 @@ def login() -> Any:
 def logout() -> Any:
     if not check_csrf():
         abort(403)
-    logout_session()
+    sign_out()
     return redirect(url_for("console.login"))
 
 
 @bp.get("/")
 @login_required("console")
 def home() -> Any:
-    principal = current_principal()
-    assert principal is not None
-    scope = scope_for(principal)
+    p = principal()
+    scope = scope_for(p)
     relations = select(func.count()).select_from(FollowRelation).where(
-        FollowRelation.corp_id == principal.corp_id, FollowRelation.status == "active")
+        FollowRelation.corp_id == p.corp_id, FollowRelation.status == "active")
     if not scope.all:
         relations = relations.where(FollowRelation.userid.in_(sorted(scope.userids)))
     figures = {
         "relations": db.session.scalar(relations) or 0,
         "customers": db.session.scalar(select(func.count()).select_from(Customer)
-                                       .where(Customer.corp_id == principal.corp_id)) if scope.all else None,
+                                       .where(Customer.corp_id == p.corp_id)) if scope.all else None,
     }
     return render_template("console/home.html", figures=figures, scope=scope)
 
@@ -64,29 +61,18 @@ def home() -> Any:
 @bp.route("/roles", methods=["GET", "POST"])
 @require_role("admin")
 def roles() -> Any:
-    principal = current_principal()
-    assert principal is not None
+    p = principal()
     if request.method == "POST":
         try:
-            set_role(principal.corp_id, request.form.get("userid", ""), request.form.get("role", ""),
-                     granted_by=principal.actor)
+            set_role(p.corp_id, request.form.get("userid", ""), request.form.get("role", ""), granted_by=p.actor)
         except UserValueError as exc:
-            db.session.rollback()
+            mark_failed()
             flash(str(exc), "error")
         else:
-            db.session.commit()
             flash("已保存", "ok")
         return redirect(url_for("console.roles"))
-    staff = db.session.scalars(select(Staff).where(Staff.corp_id == principal.corp_id)
+    staff = db.session.scalars(select(Staff).where(Staff.corp_id == p.corp_id)
                                .order_by(Staff.status, Staff.userid)).all()
     granted = {u: r for u, r in db.session.execute(select(StaffRole.userid, StaffRole.role)
-                                                   .where(StaffRole.corp_id == principal.corp_id))}
+                                                   .where(StaffRole.corp_id == p.corp_id))}
     return render_template("console/roles.html", staff=staff, granted=granted, roles=ROLES)
-
-
-@bp.app_errorhandler(403)
-def forbidden(exc: Any) -> Any:
-    if request.path.startswith("/api/"):
-        return {"error": {"code": "forbidden", "message": "无权访问"}}, 403
-    return render_template("console/error.html", code=403, title="无权访问",
-                           message="您的账号没有权限查看此页面。如需开通，请联系管理员。"), 403

@@ -8,17 +8,14 @@ from flask import Flask
 def init_app(app: Flask) -> None:
     from . import models  # noqa: F401  (tables known to migrations)
     from wecom.cli import wecom_cli
-    from wecom.service import wake_after_commit
 
-    from . import handlers
-    from .cli import sync_command, tokens_cli, worker_command
+    from . import handlers, jobs  # noqa: F401  (jobs: registers the nightly sync and the claim sweep)
+    from .cli import sync_command, worker_command
     from .routes import bp
     from .worker import install_embedded
 
     app.register_blueprint(bp)
-    app.cli.add_command(tokens_cli)
     app.cli.add_command(worker_command)
     wecom_cli.add_command(sync_command)
     handlers.register(app)  # (Event, ChangeType) → handler, the sync protector, outbox after-hooks
-    wake_after_commit()  # a commit that enqueued an outbox command wakes the worker
     install_embedded(app)  # the embedded default: a worker thread in the process that serves requests

@@ -25,10 +25,14 @@ import datetime as dt
 import logging
 from typing import Any, Callable, Iterable
 
-from flask import Flask, current_app
+from flask import Flask
 from sqlalchemy import delete, select
 
-from extensions import db, from_epoch, settings, utcnow
+from core.db import db, from_epoch, utcnow
+from core.settings import settings
+from core.signals import (CustomerAdded, JoinedGroupChat, RelationLost, StaffResigned, TagsChanged, TransferFailed,
+                          customer_added, joined_group_chat, relation_lost, staff_resigned, tags_changed,
+                          transfer_failed)
 from wecom import dispatch
 from wecom.client import WeComError, contact_client
 from wecom.models import InboxEvent, OutboxCommand
@@ -107,34 +111,6 @@ def _relation(corp_id: str, external_userid: str, userid: str) -> FollowRelation
     return db.session.scalar(select(FollowRelation).join(Customer, Customer.id == FollowRelation.customer_id)
                              .where(Customer.corp_id == corp_id, Customer.external_userid == external_userid,
                                     FollowRelation.userid == userid))
-
-
-# ---------------------------------------------------------------- customer hooks (tagging's rules)
-
-CUSTOMER_HOOKS_KEY = "scrm.crm.customer_hooks"
-CustomerHook = Callable[[str, str, int, "int | None", dict[str, Any]], None]
-
-
-def register_customer_hook(app: Flask, fn: CustomerHook) -> None:
-    """Call `fn(kind, corp_id, customer_id, relation_id, info)` when a callback added a customer
-    ("customer_added", info: state, userid), changed a relation's tags in the WeCom client
-    ("tags_changed", info: added, removed tag ids) or a customer joined a group chat
-    ("joined_group_chat", info: chat_id). Runs in the handler's transaction, in a savepoint."""
-    hooks: list[CustomerHook] = app.extensions.setdefault(CUSTOMER_HOOKS_KEY, [])
-    if fn not in hooks:
-        hooks.append(fn)
-
-
-def _run_customer_hooks(kind: str, corp_id: str, customer_id: int, relation_id: int | None,
-                        info: dict[str, Any]) -> None:
-    for hook in list(current_app.extensions.get(CUSTOMER_HOOKS_KEY, [])):
-        try:
-            with db.session.begin_nested():
-                hook(kind, corp_id, customer_id, relation_id, info)
-        except WeComError:
-            raise
-        except Exception:  # a broken hook must not undo the event it reacts to
-            log.exception("crm.handlers.customer-hook-failed kind=%s customer=%s", kind, customer_id)
 
 
 def _relation_tag_ids(relation_ids: list[int]) -> dict[int, set[str]]:
@@ -289,7 +265,7 @@ def on_add_external_contact(event: InboxEvent) -> None:
            "customer", ext, userid=userid, state=state, relation_id=rel.id if rel is not None else None,
            welcome_command_id=welcome.id if welcome is not None else None)
     if rel is not None and event.change_type == "add_external_contact":
-        _run_customer_hooks("customer_added", corp_id, customer.id, rel.id, {"state": rel.state, "userid": userid})
+        customer_added.send(CustomerAdded(corp_id, customer.id, rel.id, userid, rel.state, rel.add_way))
 
 
 def on_edit_external_contact(event: InboxEvent) -> None:
@@ -298,7 +274,7 @@ def on_edit_external_contact(event: InboxEvent) -> None:
     client = contact_client()
     data = read_customer(ext, client)
     if data is None:
-        _mark_all_lost(corp_id, ext, event_time(event), "sync")
+        mark_all_lost(corp_id, ext, event_time(event), "sync")
         _audit(event, "customer.unknown", "customer", ext, userid=userid)
         return
     before_rel = _relation(corp_id, ext, userid)
@@ -310,8 +286,8 @@ def on_edit_external_contact(event: InboxEvent) -> None:
     if rel is not None and rel.id is not None:
         after = _relation_tag_ids([rel.id])[rel.id]
         if after != before:
-            _run_customer_hooks("tags_changed", corp_id, customer.id, rel.id,
-                                {"added": sorted(after - before), "removed": sorted(before - after)})
+            tags_changed.send(TagsChanged(corp_id, customer.id, rel.id, tuple(sorted(after - before)),
+                                          tuple(sorted(before - after)), ACTOR))
 
 
 def on_del_external_contact(event: InboxEvent) -> None:
@@ -343,6 +319,8 @@ def on_del_external_contact(event: InboxEvent) -> None:
         return
     _audit(event, "relation.transferred" if reason == "transferred" else "relation.deleted", "customer", ext,
            userid=userid, relation_id=rel.id if rel is not None else None, reason=reason)
+    if rel is not None and rel.id is not None:
+        relation_lost.send(RelationLost(corp_id, rel.customer_id, rel.id, userid, reason))
 
 
 def on_del_follow_user(event: InboxEvent) -> None:
@@ -370,6 +348,8 @@ def on_del_follow_user(event: InboxEvent) -> None:
     notified = _notify_deleted(event, rel) if first else []
     _audit(event, "relation.deleted_by_customer", "customer", ext, userid=userid, relation_id=rel.id,
            notified=notified)
+    if first:
+        relation_lost.send(RelationLost(corp_id, rel.customer_id, rel.id, userid, "del_follow_user"))
 
 
 def on_transfer_fail(event: InboxEvent) -> None:
@@ -378,6 +358,7 @@ def on_transfer_fail(event: InboxEvent) -> None:
     rel = _relation(event.corp_id, ext, userid)
     _audit(event, "transfer.failed", "customer", ext, takeover_userid=userid, fail_reason=reason,
            relation_id=rel.id if rel is not None else None)
+    transfer_failed.send(TransferFailed(event.corp_id, ext, userid, reason))
 
 
 def on_msg_audit_approved(event: InboxEvent) -> None:
@@ -386,7 +367,7 @@ def on_msg_audit_approved(event: InboxEvent) -> None:
            userid=_field(event, "UserID"))
 
 
-def _mark_all_lost(corp_id: str, ext: str, at: dt.datetime, reason: str) -> None:
+def mark_all_lost(corp_id: str, ext: str, at: dt.datetime, reason: str) -> None:
     customer = _customer(corp_id, ext)
     if customer is None:
         return
@@ -396,6 +377,27 @@ def _mark_all_lost(corp_id: str, ext: str, at: dt.datetime, reason: str) -> None
             rel.status, rel.lost_at, rel.lost_reason = "lost", at, reason
     if all(r.status != "active" for r in customer.relations):
         customer.gone_at = customer.gone_at or at
+
+
+# ---------------------------------------------------------------- change_contact (the address book)
+
+
+def on_contact_delete_user(event: InboxEvent) -> None:
+    """change_contact / delete_user: the member was removed from the corp (离职). They are marked resigned
+    at once, and the news goes out (`staff_resigned`): their sessions and API tokens end, their customers
+    wait for a handover."""
+    userid = _field(event, "UserID")
+    if not userid:
+        _audit(event, "staff.unknown", "staff", "")
+        return
+    staff = _ensure_staff(event.corp_id, userid)
+    first = staff.status != "resigned"
+    if first:
+        staff.status, staff.resigned_at = "resigned", event_time(event)
+    _audit(event, "staff.resigned", "staff", userid, first=first)
+    db.session.flush()
+    if first:
+        staff_resigned.send(StaffResigned(event.corp_id, userid))
 
 
 # ---------------------------------------------------------------- the bot's replies
@@ -429,7 +431,7 @@ def _enqueue_welcome(event: InboxEvent, customer: Customer, userid: str, state: 
     staff = _ensure_staff(event.corp_id, userid)
     text = welcome_text(event.corp_id, state, staff_name=staff.name or userid, customer_name=customer.name)
     return enqueue(event.corp_id, "welcome", "send_welcome_msg", {"welcome_code": code, "text": text},
-                   client="contact", dedupe_key=key, not_after=event_time(event) + WELCOME_WINDOW)
+                   dedupe_key=key, not_after=event_time(event) + WELCOME_WINDOW)
 
 
 def customer_link(external_userid: str) -> str:
@@ -456,7 +458,7 @@ def _notify_deleted(event: InboxEvent, rel: FollowRelation) -> list[str]:
     for touser, text in messages:
         enqueue(event.corp_id, "notify_deleted", "send_app_message",
                 {"agentid": int(conf.WECOM_AGENT_ID), "touser": [touser], "text": text},
-                client="agent", dedupe_key=f"del_follow_user:{event.id}:{touser}")
+                dedupe_key=f"del_follow_user:{event.id}:{touser}")
     return [m[0] for m in messages]
 
 
@@ -502,7 +504,9 @@ def on_chat_changed(event: InboxEvent) -> None:
         for member_id in sorted(joined):
             customer = _customer(corp_id, member_id)
             if customer is not None:
-                _run_customer_hooks("joined_group_chat", corp_id, customer.id, None, {"chat_id": chat_id})
+                member = next((m for m in chat.members if m.member_id == member_id), None)
+                joined_group_chat.send(JoinedGroupChat(corp_id, customer.id, chat_id,
+                                                       member.state if member is not None else ""))
 
 
 def _dismiss(corp_id: str, chat_id: str, at: dt.datetime) -> GroupChat:
@@ -592,12 +596,12 @@ def apply_tag_groups(corp_id: str, groups: list[dict[str, Any]], *, tag_ids: Ite
             if gid not in seen_groups:
                 group.deleted_at = group.deleted_at or now
                 dead += list(db.session.scalars(select(Tag).where(Tag.group_pk == group.id)))
-    counts["tombstoned"] = _tombstone(dead, now)
+    counts["tombstoned"] = tombstone_tags(dead, now)
     db.session.flush()
     return counts
 
 
-def _tombstone(tags: list[Tag], now: dt.datetime) -> int:
+def tombstone_tags(tags: list[Tag], now: dt.datetime) -> int:
     """Mark tags deleted (the rows stay, so history reads) and drop their assignments."""
     fresh = [t for t in {id(t): t for t in tags}.values()]
     for tag in fresh:
@@ -644,7 +648,7 @@ def refresh_after_refusal(command: OutboxCommand) -> None:
         return
     customer = refresh_customer(command.corp_id, ext)
     if customer is None:
-        _mark_all_lost(command.corp_id, ext, utcnow(), "sync")
+        mark_all_lost(command.corp_id, ext, utcnow(), "sync")
     audit(command.corp_id, ACTOR, "outbox.refused", "relation", str(command.relation_id or ""),
           {"command_id": command.id, "kind": command.kind, "errcode": command.last_errcode,
            "error": command.last_error, "external_userid": ext})
@@ -665,6 +669,7 @@ HANDLERS: dict[tuple[str, str], dispatch.Handler] = {
     ("change_external_tag", "update"): on_tag_changed,
     ("change_external_tag", "delete"): on_tag_changed,
     ("change_external_tag", "shuffle"): on_tag_shuffle,
+    ("change_contact", "delete_user"): on_contact_delete_user,
 }
 
 

@@ -1,5 +1,5 @@
 """The customer base: staff, customers, follow relations, corp tags and their assignments,
-follow-ups, lifecycle stages, group chats, API tokens, the audit log and sync runs.
+follow-ups, lifecycle stages, group chats, the audit log and sync runs.
 
 WeCom is the source of truth for identities (userid, external_userid, tag id, chat id); these
 tables are keyed by WeCom's ids within a corp. Everything that WeCom does not keep (follow-ups,
@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Optional
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from extensions import CorpScoped, db, utcnow
+from core.db import CorpScoped, db, utcnow
 
 
 class Corp(db.Model):
@@ -114,6 +114,14 @@ class FollowRelation(CorpScoped, db.Model):
 
     customer: Mapped[Customer] = relationship(back_populates="relations")
     tags: Mapped[list["TagAssignment"]] = relationship(back_populates="relation", cascade="all, delete-orphan")
+
+
+PROVISIONAL = "pending:"  # the id of a tag or group created here until WeCom answers with its own
+
+
+def is_provisional(wecom_id: str) -> bool:
+    """True for a tag or group created here and not yet answered by WeCom (see `tagging.catalog`)."""
+    return wecom_id.startswith(PROVISIONAL)
 
 
 class TagGroup(CorpScoped, db.Model):
@@ -266,21 +274,6 @@ class GroupChatMember(CorpScoped, db.Model):
     chat: Mapped[GroupChat] = relationship(back_populates="members")
 
 
-class ApiToken(CorpScoped, db.Model):
-    """A bearer token for other systems; only its SHA-256 is stored."""
-
-    __tablename__ = "api_tokens"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64))
-    role: Mapped[str] = mapped_column(String(16))  # admin | manager | marketer | staff
-    userid: Mapped[Optional[str]] = mapped_column(String(64))
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    last_used_at: Mapped[Optional[dt.datetime]]
-    revoked_at: Mapped[Optional[dt.datetime]]
-
-
 class AuditLog(CorpScoped, db.Model):
     """Who changed what; never deleted by sync."""
 
@@ -328,3 +321,17 @@ class WelcomeMessage(CorpScoped, db.Model):
     state: Mapped[str] = mapped_column(String(64), default="")
     text: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# Indexes the segment queries (tagging.segments) need. "Customer has tag T": every (customer, relation) with T, read
+# from the index alone; the relation must not be one of the corp's few inactive relations (below).
+Index("ix_tag_assignments_corp_tag_customer", TagAssignment.corp_id, TagAssignment.tag_pk,
+      TagAssignment.customer_id, TagAssignment.relation_id)
+Index("ix_follow_relations_inactive", FollowRelation.corp_id, FollowRelation.id,
+      postgresql_where=text("status != 'active'"), sqlite_where=text("status != 'active'"))
+# Customers of given staff (a manager's scope, "followed by"), index-only.
+Index("ix_follow_relations_active_owner", FollowRelation.corp_id, FollowRelation.userid, FollowRelation.customer_id,
+      postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'"))
+# Customers still followed (the base condition), by owner for a limited scope, index-only.
+Index("ix_follow_relations_active_customer", FollowRelation.corp_id, FollowRelation.customer_id,
+      FollowRelation.userid, postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'"))

@@ -7,7 +7,11 @@ from typing import Any
 from flask import Blueprint, jsonify
 from sqlalchemy import func, select, text
 
-from extensions import db, settings
+from core.db import db
+from core.tasks import task_stats
+from wecom.client import call_counts
+from wecom.service import inbox_stats, outbox_stats
+from core.settings import settings
 
 from .models import Customer, FollowRelation, SyncRun
 
@@ -20,9 +24,6 @@ BACKLOG_AGE_S = 300.0
 @bp.get("/healthz")
 def healthz() -> Any:
     """Liveness plus what an operator watches: database, last sync, WeCom calls."""
-    from wecom.client import call_counts
-    from wecom.service import inbox_stats, outbox_stats
-
     corp_id = settings().WECOM_CORP_ID
     body: dict[str, Any] = {"status": "ok"}
     try:

@@ -1,30 +1,20 @@
-"""State changes of the customer base. Services flush; the request or command commits once."""
+"""State changes of the customer base that other packages use. Services flush; the request, job or
+command that calls them commits once."""
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import secrets
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from extensions import db, utcnow
+from core.db import db, utcnow
+from core.errors import UserValueError
+from core.signals import FollowupWritten, followup_written
+from core.time import CHINA
 
-from .models import ApiToken, AuditLog, Corp
-
-ROLES = ("admin", "manager", "marketer", "staff")
-TOKEN_USE_GRANULARITY = dt.timedelta(minutes=1)
-
-
-class UserValueError(ValueError):
-    """A problem with what the user asked for, worded for them."""
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+from .models import AuditLog, Corp, Customer, FollowUp
 
 
 def ensure_corp(corp_id: str, name: str = "") -> Corp:
@@ -39,40 +29,53 @@ def ensure_corp(corp_id: str, name: str = "") -> Corp:
     return corp
 
 
-def create_api_token(corp_id: str, name: str, role: str, userid: str | None = None) -> tuple[ApiToken, str]:
-    """Make a token; return the row and the secret, which is shown once and stored only hashed."""
-    if role not in ROLES:
-        raise UserValueError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
-    if role == "staff" and not userid:
-        raise UserValueError("a staff token acts as a staff member: give --userid")
-    if not name.strip():
-        raise UserValueError("give the token a --name so it can be recognised and revoked later")
-    secret = "scrm_" + secrets.token_urlsafe(32)
-    row = ApiToken(corp_id=corp_id, name=name.strip(), role=role, userid=userid, token_hash=hash_token(secret))
-    db.session.add(row)
-    audit(corp_id, "cli", "token.create", "api_token", name, {"role": role, "userid": userid})
-    db.session.flush()
-    return row, secret
-
-
-def find_api_token(secret: str) -> ApiToken | None:
-    """The live token for this secret, or None; notes when it was last used (at most once a minute)."""
-    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(secret)))
-    if row is None or row.revoked_at is not None:
-        return None
-    now = utcnow()
-    if row.last_used_at is None or now - row.last_used_at > TOKEN_USE_GRANULARITY:
-        # Its own short transaction: a read request must not hold a write lock (SQLite) or a row
-        # lock (PostgreSQL) on the token for the rest of the request.
-        with db.engine.begin() as conn:
-            conn.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
-        db.session.expire(row, ["last_used_at"])
-    return row
-
-
 def audit(corp_id: str, actor: str, action: str, target_type: str, target_id: str,
           detail: dict[str, Any] | None = None) -> AuditLog:
+    """Record who changed what (flush happens with the caller's next flush); never deleted by sync."""
     row = AuditLog(corp_id=corp_id, actor=actor, action=action, target_type=target_type,
                    target_id=str(target_id), detail=detail or {})
     db.session.add(row)
+    return row
+
+
+FOLLOWUP_MAX_CHARS = 2000
+
+
+def parse_next_at(value: Any) -> dt.datetime | None:
+    """An optional next-contact time: 'YYYY-MM-DD' (China date, 09:00) or an ISO datetime (naive = China)."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=CHINA)
+        return moment.astimezone(dt.timezone.utc)
+    if not isinstance(value, str):
+        raise UserValueError("下次联系时间格式不对，应为 YYYY-MM-DD", field="next_at")
+    try:
+        if len(value) == 10:
+            moment = dt.datetime.combine(dt.date.fromisoformat(value), dt.time(9, 0), tzinfo=CHINA)
+        else:
+            moment = dt.datetime.fromisoformat(value)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=CHINA)
+    except ValueError:
+        raise UserValueError("下次联系时间格式不对，应为 YYYY-MM-DD", field="next_at") from None
+    if not 2000 <= moment.year <= 2100:
+        raise UserValueError("下次联系时间应在 2000 到 2100 年之间", field="next_at")
+    return moment.astimezone(dt.timezone.utc)
+
+
+def write_followup(customer: Customer, author: str, content: Any, next_at: dt.datetime | None,
+                   actor: str) -> FollowUp:
+    """Record a follow-up note on the customer by staff member `author` (flush) and announce it."""
+    text = content.strip() if isinstance(content, str) else ""
+    if not text:
+        raise UserValueError("跟进内容不能为空", field="content")
+    if len(text) > FOLLOWUP_MAX_CHARS:
+        raise UserValueError(f"跟进内容最多 {FOLLOWUP_MAX_CHARS} 字", field="content")
+    row = FollowUp(corp_id=customer.corp_id, customer_id=customer.id, userid=author, content=text,
+                   next_at=next_at, created_at=utcnow())
+    db.session.add(row)
+    db.session.flush()
+    audit(customer.corp_id, actor, "followup.add", "customer", customer.external_userid, {"followup_id": row.id})
+    followup_written.send(FollowupWritten(customer.corp_id, customer.id, row.id, author))
     return row

@@ -22,7 +22,9 @@ from typing import Any, Callable, Protocol
 from flask import current_app
 from sqlalchemy import select, text, update
 
-from extensions import db, from_epoch, utcnow
+from core.db import db, from_epoch, utcnow
+from core.signals import StaffResigned, staff_resigned
+from wecom.client import WeComError
 
 from .models import (Customer, FollowRelation, GroupChat, GroupChatMember, Staff, SyncRun, Tag, TagAssignment,
                      TagGroup)
@@ -182,6 +184,8 @@ class FullSync:
                 if staff.userid in resigned:
                     if staff.status != "resigned":
                         staff.status, staff.resigned_at = "resigned", resigned[staff.userid] or now
+                        db.session.flush()
+                        staff_resigned.send(StaffResigned(self.corp_id, staff.userid))
                 else:
                     staff.status = "inactive"
         db.session.commit()
@@ -193,8 +197,6 @@ class FullSync:
         return follow_users
 
     def _user_info(self, userid: str) -> dict[str, Any] | None:
-        from wecom.client import WeComError
-
         try:
             return self.client.get_user(userid)
         except WeComError as exc:

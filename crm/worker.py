@@ -1,4 +1,4 @@
-"""The worker: applies inbox events and sends outbox commands; one model, two deployments.
+"""The worker: applies inbox events, runs local tasks and sends outbox commands; one model, two deployments.
 
 - **Embedded default** (`SCRM_EMBEDDED_WORKER=1`, SQLite, `flask run`): `install_embedded(app)`
   starts ONE worker thread (and the scheduler) per process, with the first HTTP request that
@@ -10,7 +10,8 @@
   scheduler beside it, SIGTERM/SIGINT finish the current row and stop.
 
 A worker loops: claim a batch of due inbox rows (a lease; see `wecom.service.claim_events`) and
-apply each (handler + status in one transaction), then claim and send due outbox commands. It
+apply each (handler + status in one transaction), then run due local tasks (`core.tasks`: the
+auto-tagging rules, …) the same way, then claim and send due outbox commands. It
 sleeps until woken (the callback and every commit that enqueued call the wake hook) or until its
 poll interval passes, so events are applied at once in the embedded default and within the poll
 interval by a separate `flask worker`.
@@ -28,9 +29,11 @@ from typing import Any
 
 from flask import Flask
 
+from core.jobs import start_scheduler
+from core.queue import RETRY_BASE, set_wake_hook
+from core.tasks import claim_tasks, process_task
 from wecom.client import WeComClient, agent_client, contact_client
-from wecom.service import (RETRY_BASE, claim_commands, claim_events, process_command, process_event,
-                           set_wake_hook)
+from wecom.service import claim_commands, claim_events, process_command, process_event
 
 log = logging.getLogger("scrm.crm.worker")
 
@@ -93,6 +96,11 @@ class Worker:
                 if self._stop.is_set():
                     break
                 self._count("event." + process_event(event_id, self.name, retry_base=self.retry_base))
+                handled += 1
+            for task_id in claim_tasks(self.name, self.batch, self.lease):
+                if self._stop.is_set():
+                    break
+                self._count("task." + process_task(task_id, self.name, retry_base=self.retry_base))
                 handled += 1
             for command_id in claim_commands(self.name, self.batch, self.lease):
                 if self._stop.is_set():
@@ -165,8 +173,6 @@ def start_embedded(app: Flask) -> Worker:
         state: tuple[int, Worker, Any] | None = app.extensions.get(EMBEDDED_KEY)
         if state is not None and state[0] == os.getpid():
             return state[1]
-        from .jobs import start_scheduler
-
         worker = Worker(app)
         set_wake_hook(app, worker.wake)
         worker.start_thread()

@@ -31,13 +31,17 @@ def get_engine_url():
 # for 'autogenerate' support
 # from myapp import mymodel
 # target_metadata = mymodel.Base.metadata
-import console.models  # noqa: E402,F401  every model is imported here, so autogenerate sees them all
+import core.models  # noqa: E402,F401  every model is imported here, so autogenerate sees them all
+import identity.models  # noqa: E402,F401
 import crm.models  # noqa: E402,F401
-import tagging.models  # noqa: E402,F401
-import tagging.rule_models  # noqa: E402,F401
+import tagging.bulk.models  # noqa: E402,F401
+import tagging.drift.models  # noqa: E402,F401
+import tagging.lifecycle.models  # noqa: E402,F401
+import tagging.segments.models  # noqa: E402,F401
+import tagging.rules.models  # noqa: E402,F401
 import wecom.models  # noqa: E402,F401
-from extensions import UTCDateTime  # noqa: E402
-from tagging.facets import include_object  # noqa: E402
+from core.db import UTCDateTime  # noqa: E402
+from tagging.segments.facets import include_object  # noqa: E402
 
 
 def render_item(type_, obj, autogen_context):

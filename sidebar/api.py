@@ -1,10 +1,11 @@
-"""The customer endpoints of the JSON API that the sidebar page calls (and other systems, with a token).
+"""The customer API the sidebar page calls (and other systems, with a token), and the JS-SDK signature.
 
     GET  /api/v1/customers?q=&tag=&stage=&userid=&cursor=&limit=   list, newest first, keyset-paginated
     GET  /api/v1/customers/{external_userid}            profile
     POST /api/v1/customers/{external_userid}/tags       {"userid"?, "add": [...], "remove": [...]} → 202
     POST /api/v1/customers/{external_userid}/followups  {"content", "next_at"?, "userid"?} → 201
     PUT  /api/v1/customers/{external_userid}/stage      {"stage"} → 200
+    GET  /sidebar/jssdk/signature?kind=config|agent&url=  the signature ww.register asks for
 
 Authenticated by the sidebar session (writes need the `X-CSRF-Token` header) or a bearer token.
 A customer the caller may not see answers 404, exactly like a missing one.
@@ -14,153 +15,113 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlparse
 
-from flask import Blueprint, jsonify, request
+from flask import request
 
-from console.identity import current_principal, login_required
-from crm.service import UserValueError
-from extensions import db
+from core.api import ApiBlueprint
+from core.errors import Unavailable, UserValueError
+from core.settings import settings
+from identity.web import login_required, principal
+from tagging.assignments.service import change_relation_tags
+from wecom import jssdk
+from wecom.client import WeComError, agent_client, contact_client
 
 from . import service
-from .service import BadListQuery, CustomerNotFound, WeComUnavailable
+from .schemas import (CustomerListOut, CustomerListQuery, FollowupIn, FollowupOut, ProfileOut, SignatureOut,
+                      SignatureQuery, CustomerStageIn, CustomerStageOut, TagChangeIn, TagChangeOut)
 
 log = logging.getLogger("scrm.sidebar.api")
 
-bp = Blueprint("customers_api", __name__, url_prefix="/api/v1")
-
-
-def _error(status: int, code: str, message: str) -> Any:
-    return jsonify(error={"code": code, "message": message}), status
-
-
-@bp.errorhandler(CustomerNotFound)
-def _not_found(exc: CustomerNotFound) -> Any:
-    db.session.rollback()
-    return _error(404, "not_found", "找不到该客户")
-
-
-@bp.errorhandler(UserValueError)
-def _bad_value(exc: UserValueError) -> Any:
-    db.session.rollback()
-    return _error(422, "invalid", str(exc))
-
-
-@bp.errorhandler(WeComUnavailable)
-def _wecom_down(exc: WeComUnavailable) -> Any:
-    db.session.rollback()
-    return _error(503, "wecom_unavailable", "企业微信暂时无法访问，客户资料尚未同步，请稍后重试")
-
-
-@bp.errorhandler(BadListQuery)
-def _bad_query(exc: BadListQuery) -> Any:
-    db.session.rollback()
-    return _error(400, exc.code, str(exc))
-
-
-def _body() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise UserValueError("请求体应为 JSON 对象")
-    return data
-
-
-def _id_list(data: dict[str, Any], key: str) -> list[str]:
-    value = data.get(key) or []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise UserValueError(f"{key} 应为标签 id 的列表")
-    return value
-
-
-def _arg_list(name: str) -> list[str]:
-    """A repeatable query parameter; empty values (an unfilled form field) are dropped."""
-    return [v.strip() for v in request.args.getlist(name) if v.strip()]
+bp = ApiBlueprint("customers_api", __name__, url_prefix="/api/v1", description="客户：列表、资料、标签、跟进与阶段")
+jssdk_bp = ApiBlueprint("jssdk_api", __name__, url_prefix="/sidebar", description="侧边栏：JS-SDK 签名")
 
 
 @bp.get("/customers")
 @login_required("sidebar")
-def list_customers() -> Any:
-    """`{"customers": [...], "next_cursor": ""}`: `tag` repeatable (all must match), `stage` and `userid`
-    repeatable (any), `q` a substring of name, corp name or remark; 400 for a bad cursor or limit,
-    422 for an unknown or deleted tag or stage."""
-    principal = current_principal()
-    assert principal is not None
-    body = service.list_customers(
-        principal, q=request.args.get("q", ""), tags=_arg_list("tag"), stages=_arg_list("stage"),
-        userids=_arg_list("userid"), cursor=request.args.get("cursor", ""),
-        limit=service.parse_limit(request.args.get("limit")))
-    return jsonify(body)
+@bp.arguments(CustomerListQuery, location="query")
+@bp.response(200, CustomerListOut)
+def list_customers(query: dict[str, Any]) -> dict[str, Any]:
+    """The customers the caller may see, newest first: `tag` (all must match), `stage` and `userid` (any),
+    `q` a part of the name, corp name or remark. 422 for an unknown or deleted tag or stage."""
+    return service.list_customers(principal(), q=query["q"], tags=[t.strip() for t in query["tag"] if t.strip()],
+                                  stages=[s.strip() for s in query["stage"] if s.strip()],
+                                  userids=[u.strip() for u in query["userid"] if u.strip()],
+                                  cursor=query["cursor"], limit=service.parse_limit(query["limit"]))
 
 
 @bp.get("/customers/<external_userid>")
 @login_required("sidebar")
-def get_customer(external_userid: str) -> Any:
-    principal = current_principal()
-    assert principal is not None
-    customer = service.load_customer(principal, external_userid)
-    body = service.profile(principal, customer)
-    db.session.commit()  # a customer fetched on demand
-    return jsonify(body)
+@bp.response(200, ProfileOut)
+def get_customer(external_userid: str) -> dict[str, Any]:
+    """The profile: follow users with their tags, follow-ups (newest first), group chats."""
+    p = principal()
+    return service.profile(p, service.load_customer(p, external_userid))
 
 
 @bp.post("/customers/<external_userid>/tags")
 @login_required("sidebar")
-def change_tags(external_userid: str) -> Any:
-    from tagging.service import change_relation_tags
-
-    principal = current_principal()
-    assert principal is not None
-    data = _body()
-    customer = service.load_customer(principal, external_userid)
-    relation = service.editable_relation(principal, customer, data.get("userid"))
-    command = change_relation_tags(principal.corp_id, relation, _id_list(data, "add"), _id_list(data, "remove"),
-                                   actor=principal.actor, source="api" if principal.via == "token" else "staff")
-    command_id = command.id if command is not None else None
-    db.session.commit()
-    if command is not None:
-        _wake_worker()
-    body = service.profile(principal, customer)
+@bp.arguments(TagChangeIn)
+@bp.response(202, TagChangeOut)
+def change_tags(data: dict[str, Any], external_userid: str) -> dict[str, Any]:
+    """Add and remove corp tags on one follow relation: applied here at once, sent to WeCom after."""
+    p = principal()
+    customer = service.load_customer(p, external_userid)
+    relation = service.editable_relation(p, customer, data.get("userid"))
+    command = change_relation_tags(p.corp_id, relation, data["add"], data["remove"], actor=p.actor,
+                                   source="api" if p.via == "token" else "staff")
+    body = service.profile(p, customer)
     mine = next(f for f in body["follow_users"] if f["userid"] == relation.userid)
-    sync = {"status": "unchanged", "command_id": None, "message": "标签没有变化"} if command_id is None else (
-        mine["tag_sync"] or {"status": "pending", "command_id": command_id})
-    return jsonify(userid=relation.userid, tags=mine["tags"], sync=sync), 202
+    sync = {"status": "unchanged", "command_id": None, "message": "标签没有变化"} if command is None else (
+        mine["tag_sync"] or {"status": "pending", "command_id": command.id, "message": "正在同步到企业微信…"})
+    return {"userid": relation.userid, "tags": mine["tags"], "sync": sync}
 
 
 @bp.post("/customers/<external_userid>/followups")
 @login_required("sidebar")
-def add_followup(external_userid: str) -> Any:
-    principal = current_principal()
-    assert principal is not None
-    data = _body()
-    customer = service.load_customer(principal, external_userid)
-    row = service.add_followup(principal, customer, data.get("content"), data.get("next_at"), data.get("userid"))
-    body = service.followup_dict(row, {principal.userid or "": principal.name})
-    db.session.commit()
-    return jsonify(body), 201
+@bp.arguments(FollowupIn)
+@bp.response(201, FollowupOut)
+def add_followup(data: dict[str, Any], external_userid: str) -> dict[str, Any]:
+    """Write a follow-up note (by the signed-in staff member, or `userid` for a token)."""
+    p = principal()
+    customer = service.load_customer(p, external_userid)
+    row = service.add_followup(p, customer, data["content"], data.get("next_at"), data.get("userid"))
+    return service.followup_dict(row, {p.userid or "": p.name})
 
 
 @bp.put("/customers/<external_userid>/stage")
 @login_required("sidebar")
-def set_stage(external_userid: str) -> Any:
-    principal = current_principal()
-    assert principal is not None
-    data = _body()
-    if "stage" not in data:
-        raise UserValueError("缺少 stage")
-    customer = service.load_customer(principal, external_userid)
-    service.set_stage(principal, customer, data["stage"])
-    stage = customer.stage
-    db.session.commit()
-    return jsonify(external_userid=external_userid, stage=stage)
+@bp.arguments(CustomerStageIn)
+@bp.response(200, CustomerStageOut)
+def set_stage(data: dict[str, Any], external_userid: str) -> dict[str, Any]:
+    """Move the customer to one of the corp's stages (null clears it)."""
+    p = principal()
+    customer = service.load_customer(p, external_userid)
+    service.set_stage(p, customer, data["stage"])
+    return {"external_userid": external_userid, "stage": customer.stage}
 
 
-def _wake_worker() -> None:
-    """Tell the embedded worker there is work now (the hook is registered by the worker, if it runs)."""
-    from flask import current_app
-
-    hook = current_app.extensions.get("scrm.wecom.wake")
-    if hook is None:
-        return
+@jssdk_bp.get("/jssdk/signature")
+@login_required("sidebar")
+@jssdk_bp.arguments(SignatureQuery, location="query")
+@jssdk_bp.response(200, SignatureOut)
+def signature(query: dict[str, Any]) -> dict[str, Any]:
+    """The signature `ww.register` asks for, for a page of this server only (its fragment stripped)."""
+    url = jssdk.strip_fragment(query["url"])
+    if not _own_page(url):
+        raise UserValueError("只能为本站的侧边栏页面签名", field="url")
     try:
-        hook()
-    except Exception:  # waking is an optimisation; the worker polls anyway
-        log.warning("sidebar.api.wake-failed", exc_info=True)
+        ticket = contact_client().get_jsapi_ticket() if query["kind"] == "config" else agent_client().get_agent_ticket()
+    except WeComError as exc:
+        log.warning("sidebar.jssdk.ticket-failed kind=%s errcode=%s", query["kind"], exc.errcode)
+        raise Unavailable("暂时无法从企业微信获取签名，请稍后重试") from exc
+    return jssdk.signature_for(ticket, url).as_dict()
+
+
+def _own_page(url: str) -> bool:
+    """Only pages of this server are signed: the host the browser used, or the public URL's."""
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        return False
+    allowed = {request.host, urlparse(settings().SCRM_PUBLIC_URL).netloc}
+    return parsed.netloc in allowed and parsed.path.startswith("/sidebar/")

@@ -21,12 +21,14 @@ import secrets
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from sqlalchemy import select
 
-from console.identity import login_session, safe_next
+from core.db import db
+from core.settings import settings
 from crm.models import Staff
-from extensions import db, settings
+from identity.web import safe_next, sign_in
+from wecom.client import WeComError, agent_client
 
 log = logging.getLogger("scrm.sidebar.auth")
 
@@ -38,8 +40,6 @@ DEFAULT_LOGIN_BASE = "https://login.work.weixin.qq.com"
 
 def login_base() -> str:
     """The web-login (QR) host: WeCom's own, or the configured OAuth base when it is a proxy/emulator."""
-    from flask import current_app
-
     conf = settings()
     explicit = current_app.config.get("WECOM_LOGIN_BASE")
     if explicit:
@@ -81,14 +81,12 @@ def start() -> Any:
 def _refuse(status: int, title: str, message: str) -> Any:
     mode = session.get("oauth_mode", "oauth")
     retry = url_for("auth.start", mode=mode, next=session.get("oauth_next", "/sidebar/"))
-    template = "sidebar/message.html" if mode == "oauth" else "console/error.html"
+    template = "sidebar/message.html" if mode == "oauth" else "error.html"
     return render_template(template, code=status, title=title, message=message, retry_url=retry), status
 
 
 @bp.get("/wecom/callback")
 def callback() -> Any:
-    from wecom.client import WeComError, agent_client
-
     expected = session.pop("oauth_state", None)
     given = request.args.get("state", "")
     if not expected or not hmac.compare_digest(str(expected), given):
@@ -115,7 +113,7 @@ def callback() -> Any:
         return _refuse(403, "账号已停用", "该成员已离职，无法登录。")
     next_path = session.get("oauth_next", "/sidebar/")
     demo = session.get("demo_context")
-    login_session(userid)
+    sign_in(userid)
     if demo and settings().SCRM_DEMO:
         session["demo_context"] = demo
     log.info("sidebar.auth.signed-in userid=%s", userid)

@@ -4,7 +4,7 @@
                                       opens the customer or group-chat page
     /sidebar/customer/<external_id>   the customer's profile, tags, colleagues, chats and follow-ups
     /sidebar/chat/<chat_id>           a customer group chat and its members
-    /sidebar/jssdk/signature          {"timestamp", "nonceStr", "signature"} for ww.register
+    /sidebar/jssdk/signature          {"timestamp", "nonceStr", "signature"} for ww.register (in `api.py`)
     /sidebar/demo                     demo only (SCRM_DEMO): sign in as a staff member on a customer
                                       in an ordinary browser, with a JS-SDK stand-in
 """
@@ -14,14 +14,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from flask import Blueprint, Response, abort, jsonify, render_template, request, session, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, session, url_for
 
-from console.identity import current_principal, login_required
-from extensions import db, settings
-from tagging.catalog import tag_catalog
-from wecom import jssdk
+from identity.web import login_required, principal
+from core.db import db
+from core.settings import settings
+from tagging.catalog.service import tag_catalog
 
 from . import service
 from .service import CustomerNotFound, WeComUnavailable
@@ -36,14 +35,12 @@ STANDIN = Path(__file__).parent / "demo" / "ww-standin.js"
 
 @bp.errorhandler(CustomerNotFound)
 def _not_found(exc: CustomerNotFound) -> Any:
-    db.session.rollback()
     return render_template("sidebar/message.html", title="找不到该客户",
                            message="该客户不存在，或不是您（及您的团队）跟进的客户。"), 404
 
 
 @bp.errorhandler(WeComUnavailable)
 def _wecom_down(exc: WeComUnavailable) -> Any:
-    db.session.rollback()
     return render_template("sidebar/message.html", title="企业微信暂时无法访问",
                            message="这位客户的资料还没有同步过来，而企业微信暂时无法访问。请稍后下拉刷新重试。",
                            retry_url=request.full_path), 503
@@ -53,7 +50,7 @@ def _page_config() -> dict[str, Any]:
     conf = settings()
     demo = session.get("demo_context") if conf.SCRM_DEMO else None
     return {"corpId": conf.WECOM_CORP_ID, "agentId": conf.WECOM_AGENT_ID,
-            "signatureUrl": url_for("sidebar.signature"), "customerUrl": url_for("sidebar.customer", external_userid="_"),
+            "signatureUrl": url_for("jssdk_api.signature"), "customerUrl": url_for("sidebar.customer", external_userid="_"),
             "chatUrl": url_for("sidebar.chat", chat_id="_"), "demo": demo}
 
 
@@ -72,14 +69,12 @@ def entry() -> Any:
 @bp.get("/customer/<external_userid>")
 @login_required("sidebar")
 def customer(external_userid: str) -> Any:
-    principal = current_principal()
-    assert principal is not None
-    found = service.load_customer(principal, external_userid)
-    profile = service.profile(principal, found)
-    db.session.commit()  # a customer fetched on demand
+    p = principal()
+    found = service.load_customer(p, external_userid)
+    profile = service.profile(p, found)
     mine = next((f for f in profile["follow_users"] if f["is_me"] and f["status"] == "active"), None)
     colleagues = [f for f in profile["follow_users"] if not f["is_me"]]
-    catalog = tag_catalog(principal.corp_id) if mine is not None else []
+    catalog = tag_catalog(p.corp_id) if mine is not None else []
     return render_template("sidebar/customer.html", c=profile, mine=mine, colleagues=colleagues, catalog=catalog,
                            my_tag_ids={t["tag_id"] for t in mine["tags"]} if mine else set(),
                            all_tags=_union_tags(profile))
@@ -99,41 +94,9 @@ def _union_tags(profile: dict[str, Any]) -> list[tuple[str, list[str]]]:
 @bp.get("/chat/<chat_id>")
 @login_required("sidebar")
 def chat(chat_id: str) -> Any:
-    principal = current_principal()
-    assert principal is not None
-    view = service.load_chat(principal, chat_id)
+    view = service.load_chat(principal(), chat_id)
     return render_template("sidebar/chat.html", chat=view.chat, members=view.members,
                            customers=sum(1 for m in view.members if m["is_customer"]))
-
-
-@bp.get("/jssdk/signature")
-@login_required("sidebar")
-def signature() -> Any:
-    """`?kind=config|agent&url=PAGE_URL`: the signature `ww.register` asks for (fragment stripped)."""
-    from wecom.client import WeComError, agent_client, contact_client
-
-    kind = request.args.get("kind", "config")
-    url = jssdk.strip_fragment(request.args.get("url", ""))
-    if kind not in ("config", "agent"):
-        return jsonify(error={"code": "invalid", "message": "kind 应为 config 或 agent"}), 422
-    if not _own_page(url):
-        return jsonify(error={"code": "invalid", "message": "只能为本站页面签名"}), 422
-    try:
-        ticket = contact_client().get_jsapi_ticket() if kind == "config" else agent_client().get_agent_ticket()
-    except WeComError as exc:
-        log.warning("sidebar.jssdk.ticket-failed kind=%s errcode=%s", kind, exc.errcode)
-        return jsonify(error={"code": "wecom_unavailable", "message": "暂时无法从企业微信获取签名，请稍后重试"}), 503
-    db.session.commit()  # nothing of ours changed; ends the read transaction promptly
-    return jsonify(jssdk.signature_for(ticket, url).as_dict())
-
-
-def _own_page(url: str) -> bool:
-    """Only pages of this server are signed: the host the browser used, or the public URL's."""
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        return False
-    allowed = {request.host, urlparse(settings().SCRM_PUBLIC_URL).netloc}
-    return parsed.netloc in allowed and parsed.path.startswith("/sidebar/")
 
 
 # ---------------------------------------------------------------- demo outside WeCom (emulator only)
@@ -145,8 +108,6 @@ def demo() -> Any:
 
     Without E or C, the customer U added most recently is opened.
     """
-    from flask import redirect
-
     if not settings().SCRM_DEMO:
         abort(404)
     userid = request.args.get("userid", "")

@@ -1,7 +1,7 @@
 """What the sidebar and the customer API read and write. Services flush; the request commits once.
 
 Visibility: a principal sees a customer when one of the customer's follow relations belongs to a
-staff member in their scope (`console.identity.scope_for`). Anything else is answered exactly like
+staff member in their scope (`identity.web.scope_for`). Anything else is answered exactly like
 a customer that does not exist (`CustomerNotFound` → 404), so ids cannot be probed.
 """
 
@@ -17,26 +17,42 @@ from typing import Any
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import selectinload
 
-from console.identity import Principal, Scope, scope_for
-from crm.models import (Customer, FollowRelation, FollowUp, GroupChat, GroupChatMember, StageChange, Staff,
-                        Tag, TagAssignment, TagGroup)
-from crm.service import UserValueError, audit
-from extensions import db, utcnow
+from core.db import db, utcnow
+from core.errors import NotFound, ScrmError, Unavailable, UserValueError
+from crm.handlers import apply_customer_detail
+from crm.models import (Customer, FollowRelation, FollowUp, GroupChat, GroupChatMember, StageChange, Staff, Tag,
+                        TagAssignment, TagGroup)
+from crm.service import parse_next_at, write_followup
+from identity.service import Principal, Scope
+from identity.web import scope_for
+from tagging.lifecycle.stages import change_stage
+from tagging.lifecycle.stages import stage_names as configured_stage_names
+from tagging.segments.service import FilterError, filter_condition, scope_condition
+from wecom.client import WeComError, contact_client
+from wecom.models import OutboxCommand
 
 log = logging.getLogger("scrm.sidebar")
 
-CHINA = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")  # no DST; the UI's dates are China dates
 FOLLOWUPS_SHOWN = 50
-FOLLOWUP_MAX_CHARS = 2000
 NOT_FOUND_ERRCODES = {40096, 84061, 40003}  # invalid external_userid / not a customer / invalid id
 
 
-class CustomerNotFound(LookupError):
+class CustomerNotFound(NotFound):
     """No such customer, or not one the principal may see (the two are never told apart)."""
 
+    def __init__(self, external_userid: str = "") -> None:
+        super().__init__("找不到该客户")
+        self.external_userid = external_userid
 
-class WeComUnavailable(RuntimeError):
+
+class WeComUnavailable(Unavailable):
     """The customer is not synced yet and WeCom could not be asked right now."""
+
+    code = "wecom_unavailable"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__("企业微信暂时无法访问，客户资料尚未同步，请稍后重试")
+        self.detail = detail
 
 
 # ---------------------------------------------------------------- loading and visibility
@@ -55,9 +71,6 @@ def fetch_customer(corp_id: str, external_userid: str) -> Customer | None:
 
     None when WeCom does not know the id; `WeComUnavailable` when WeCom cannot be asked now.
     """
-    from crm.sync import FullSync
-    from wecom.client import WeComError, contact_client
-
     client = contact_client()
     try:
         data = client.get_external_contact(external_userid)
@@ -66,16 +79,11 @@ def fetch_customer(corp_id: str, external_userid: str) -> Customer | None:
             return None
         log.warning("sidebar.fetch.failed external_userid=%s errcode=%s", external_userid, exc.errcode)
         raise WeComUnavailable(str(exc)) from exc
-    rows = [{"external_contact": data["external_contact"],
-             "follow_info": {**f, "tag_id": [t["tag_id"] for t in f.get("tags") or [] if int(t.get("type", 1)) == 1]}}
-            for f in data.get("follow_user") or []]
-    if not rows:
+    if not data.get("follow_user"):
         return None
-    sync = FullSync(client, corp_id)
-    sync._load_tag_pks()
-    sync.apply_rows(rows, utcnow())
+    apply_customer_detail(corp_id, data, client)
     db.session.flush()
-    log.info("sidebar.fetch.done external_userid=%s relations=%s", external_userid, len(rows))
+    log.info("sidebar.fetch.done external_userid=%s relations=%s", external_userid, len(data["follow_user"]))
     return _customer(corp_id, external_userid, refresh=True)
 
 
@@ -122,10 +130,8 @@ def latest_customer(corp_id: str, userid: str) -> str | None:
 
 
 def stage_names(corp_id: str) -> list[str]:
-    """The corp's ordered stages (`tagging.stages` owns the list and its default)."""
-    from tagging.stages import stage_names as configured
-
-    return configured(corp_id)
+    """The corp's ordered stages (`tagging.lifecycle.stages` owns the list and its default)."""
+    return configured_stage_names(corp_id)
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -135,10 +141,6 @@ def _iso(value: dt.datetime | None) -> str | None:
 def _tag_sync_states(relation_ids: list[int]) -> dict[int, dict[str, Any]]:
     """The state of the latest tag change sent (or waiting) for each relation, from the outbox."""
     if not relation_ids:
-        return {}
-    try:
-        from wecom.models import OutboxCommand
-    except ImportError:  # the outbox is not installed in this build
         return {}
     rows = db.session.scalars(select(OutboxCommand).where(OutboxCommand.relation_id.in_(relation_ids),
                                                           OutboxCommand.kind == "mark_tag")
@@ -231,51 +233,19 @@ def followup_dict(f: FollowUp, staff_names: dict[str, str] | None = None) -> dic
 # ---------------------------------------------------------------- writing
 
 
-def parse_next_at(value: Any) -> dt.datetime | None:
-    """An optional next-contact time: 'YYYY-MM-DD' (China date, 09:00) or an ISO datetime (naive = China)."""
-    if value in (None, ""):
-        return None
-    if not isinstance(value, str):
-        raise UserValueError("下次联系时间格式不对，应为 YYYY-MM-DD")
-    try:
-        if len(value) == 10:
-            day = dt.date.fromisoformat(value)
-            moment = dt.datetime.combine(day, dt.time(9, 0), tzinfo=CHINA)
-        else:
-            moment = dt.datetime.fromisoformat(value)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=CHINA)
-    except ValueError:
-        raise UserValueError("下次联系时间格式不对，应为 YYYY-MM-DD") from None
-    return moment.astimezone(dt.timezone.utc)
-
-
 def add_followup(principal: Principal, customer: Customer, content: Any, next_at: Any = None,
                  userid: str | None = None) -> FollowUp:
     """Record a follow-up note by the principal (or, for a token without a userid, by `userid`)."""
     author = principal.userid or userid
     if not author:
-        raise UserValueError("请指明记录人（userid）")
+        raise UserValueError("请指明记录人（userid）", field="userid")
     if principal.userid is None and not any(r.userid == author for r in customer.relations):
-        raise UserValueError(f"成员 {author} 没有跟进此客户")
-    text = content.strip() if isinstance(content, str) else ""
-    if not text:
-        raise UserValueError("跟进内容不能为空")
-    if len(text) > FOLLOWUP_MAX_CHARS:
-        raise UserValueError(f"跟进内容最多 {FOLLOWUP_MAX_CHARS} 字")
-    row = FollowUp(corp_id=customer.corp_id, customer_id=customer.id, userid=author, content=text,
-                   next_at=parse_next_at(next_at), created_at=utcnow())
-    db.session.add(row)
-    db.session.flush()
-    audit(customer.corp_id, principal.actor, "followup.add", "customer", customer.external_userid,
-          {"followup_id": row.id})
-    return row
+        raise UserValueError(f"成员 {author} 没有跟进此客户", field="userid")
+    return write_followup(customer, author, content, parse_next_at(next_at), principal.actor)
 
 
 def set_stage(principal: Principal, customer: Customer, stage: Any) -> StageChange | None:
     """Move the customer to `stage` (one of the corp's stages, or None to clear); None if unchanged."""
-    from tagging.stages import change_stage
-
     return change_stage(customer.corp_id, customer, stage, principal.actor,
                         source="api" if principal.via == "token" else "staff")
 
@@ -319,12 +289,14 @@ LIST_Q_MAX_CHARS = 100
 _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
-class BadListQuery(ValueError):
+class BadListQuery(ScrmError):
     """A malformed list parameter (cursor, limit, q): the request is wrong, not its values (→ 400)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    status = 400
+
+    def __init__(self, code: str, message: str, field: str = "cursor") -> None:
+        super().__init__(message, field=field)
         self.code = code
-        super().__init__(message)
 
 
 def encode_cursor(customer_id: int) -> str:
@@ -350,7 +322,7 @@ def parse_limit(value: str | None) -> int:
     if value is None or value == "":
         return LIST_LIMIT_DEFAULT
     if not value.isdigit() or not value.isascii() or not 1 <= int(value) <= LIST_LIMIT_MAX:
-        raise BadListQuery("bad_limit", f"limit 应为 1 到 {LIST_LIMIT_MAX} 之间的整数")
+        raise BadListQuery("bad_limit", f"limit 应为 1 到 {LIST_LIMIT_MAX} 之间的整数", "limit")
     return int(value)
 
 
@@ -359,21 +331,28 @@ def _like_pattern(q: str) -> str:
     return f"%{escaped}%"
 
 
+def _condition(corp_id: str, param: str, tree: dict[str, Any]) -> ColumnElement[bool]:
+    try:
+        return filter_condition(corp_id, tree)
+    except FilterError as exc:  # a value of the query string, not a filter the caller wrote: 422
+        message = str(exc).split("：", 1)[-1]
+        raise UserValueError(f"{param}：{message}", field=param) from None
+
+
 def _list_conditions(principal: Principal, scope: Scope, q: str, tags: list[str], stages: list[str],
                      userids: list[str]) -> list[ColumnElement[bool]]:
     """The WHERE clause of the list: visibility first, then each filter (tags, stage, follower via the
-    segment compiler, so "has tag T" means the same everywhere; unknown tags raise `FilterError`)."""
-    from tagging.segments import filter_condition, scope_condition
-
+    segment compiler, so "has tag T" means the same everywhere); an unknown or deleted tag or stage is a
+    `UserValueError` naming the parameter."""
     corp_id = principal.corp_id
     conds: list[ColumnElement[bool]] = [Customer.corp_id == corp_id]
     if principal.role != "admin":  # only admins also see customers whose relations are all lost
         conds.append(scope_condition(corp_id, scope))
-    conds += [filter_condition(corp_id, {"tag": t}) for t in dict.fromkeys(tags)]
+    conds += [_condition(corp_id, "tag", {"tag": t}) for t in dict.fromkeys(tags)]
     if stages:
-        conds.append(filter_condition(corp_id, {"stage": list(dict.fromkeys(stages))}))
+        conds.append(_condition(corp_id, "stage", {"stage": list(dict.fromkeys(stages))}))
     if userids:
-        conds.append(filter_condition(corp_id, {"followed_by": list(dict.fromkeys(userids))}))
+        conds.append(_condition(corp_id, "userid", {"followed_by": list(dict.fromkeys(userids))}))
     if q:
         pattern = _like_pattern(q)
         remarks = select(FollowRelation.customer_id).where(FollowRelation.corp_id == corp_id,
@@ -397,9 +376,9 @@ def list_customers(principal: Principal, *, q: str = "", tags: list[str] | None 
     """
     q = (q or "").strip()
     if len(q) > LIST_Q_MAX_CHARS:
-        raise BadListQuery("bad_query", f"q 最多 {LIST_Q_MAX_CHARS} 个字")
+        raise BadListQuery("bad_query", f"q 最多 {LIST_Q_MAX_CHARS} 个字", "q")
     if not 1 <= limit <= LIST_LIMIT_MAX:
-        raise BadListQuery("bad_limit", f"limit 应为 1 到 {LIST_LIMIT_MAX} 之间的整数")
+        raise BadListQuery("bad_limit", f"limit 应为 1 到 {LIST_LIMIT_MAX} 之间的整数", "limit")
     scope = scope_for(principal)
     conds = _list_conditions(principal, scope, q, tags or [], stages or [], userids or [])
     if cursor:

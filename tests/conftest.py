@@ -94,7 +94,7 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         upgrade()
     yield application
     with application.app_context():
-        from extensions import db
+        from core.db import db
 
         db.engine.dispose()
 
@@ -102,7 +102,7 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 @pytest.fixture()
 def db_session(app: Flask) -> Iterator[Any]:
     """An app context for the test; every table is emptied afterwards."""
-    from extensions import db
+    from core.db import db
 
     with app.app_context():
         yield db.session
@@ -112,7 +112,7 @@ def db_session(app: Flask) -> Iterator[Any]:
 
 
 def _empty_tables() -> None:
-    from extensions import db
+    from core.db import db
 
     with db.engine.begin() as conn:
         for table in reversed(db.metadata.sorted_tables):
@@ -198,7 +198,7 @@ def _drop_clients(app: Flask) -> None:
 def emu(app: Flask, db_session: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """An empty emulated corp that the running app talks to: its API and OAuth base point at it, the
     cached clients are dropped, retries are kept short. Tests add staff and customers with `emu.act`."""
-    from extensions import settings
+    from core.settings import settings
     from wecom.client import agent_client, contact_client
     from wecom.emulator import Emulator
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from settings import SettingsError
+from core.settings import SettingsError
 from tests.helpers import TEST_SETTINGS
 
 
@@ -61,8 +61,8 @@ def test_healthz(client) -> None:
 
 
 def test_tokens_create_prints_token_last_and_stores_only_a_hash(runner, db_session) -> None:
-    from crm.models import ApiToken
-    from crm.service import find_api_token
+    from identity.models import ApiToken
+    from identity.service import find_api_token
 
     result = runner.invoke(args=["tokens", "create", "--name", "erp", "--role", "manager"])
     assert result.exit_code == 0, result.output

@@ -6,12 +6,11 @@ template naming a missing endpoint) fails here even when no feature test opens i
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 
-from tests.helpers import TEST_CORP_ID
+from tests.helpers import TEST_CORP_ID, sign_in
 
 PAGES = {
     # path: roles that may open it
@@ -28,13 +27,12 @@ PAGES = {
 
 
 def _sign_in(client: Any, userid: str) -> None:
-    with client.session_transaction() as sess:
-        sess.update(uid=userid, corp=TEST_CORP_ID, csrf="t", at=int(time.time()))
+    sign_in(client, userid)
 
 
 @pytest.fixture()
 def staff(db_session: Any) -> dict[str, str]:
-    from console.identity import set_role
+    from identity.service import set_role
     from crm.models import Staff
 
     people = {"admin": "laowang", "manager": "lisi", "marketer": "xiaomei", "staff": "zhangsan"}
@@ -67,8 +65,9 @@ def test_console_pages_need_a_sign_in(client: Any) -> None:
 
 def test_every_navigation_entry_leads_to_a_page(app: Any, client: Any, staff: dict[str, str]) -> None:
     """The console hides entries whose endpoint does not exist; a typo would hide a page silently."""
-    entries = app.extensions["scrm.console.nav"]
-    assert {e["endpoint"] for e in entries} - set(app.view_functions) == set()
+    from console import NAV
+
+    assert {endpoint for endpoint, _, _ in NAV} - set(app.view_functions) == set()
     _sign_in(client, staff["admin"])
     home = client.get("/console/").get_data(as_text=True)
     for label in ("客户分群", "标签管理", "自动打标签", "阶段与分层", "角色与权限"):

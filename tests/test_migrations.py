@@ -16,8 +16,8 @@ def test_single_head(app: Any, db_session: Any) -> None:
 
 
 def test_models_match_the_migrated_schema(app: Any, db_session: Any) -> None:
-    from extensions import db
-    from tagging.facets import include_object
+    from core.db import db
+    from tagging.segments.facets import include_object
 
     with db.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": False, "include_object": include_object})

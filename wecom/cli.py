@@ -15,7 +15,7 @@ wecom_cli = AppGroup("wecom", help="Talk to WeCom: sync, replay, and the local W
 @click.option("--callback-url", default=None, help="Where to POST encrypted callbacks (e.g. …/wecom/callback).")
 def emulator_command(host: str, port: int, seed: str | None, callback_url: str | None) -> None:
     """Run the local WeCom emulator in the foreground (Ctrl-C stops), with the app's credentials."""
-    from extensions import settings
+    from core.settings import settings
     from wecom.emulator import Emulator
     from wecom.emulator.run import DEFAULTS, parse_seed, serve
 
@@ -33,7 +33,8 @@ def emulator_command(host: str, port: int, seed: str | None, callback_url: str |
 @click.option("--id", "ids", type=int, multiple=True, help="This inbox event, whatever its status (repeatable).")
 def replay_command(failed: bool, ids: tuple[int, ...]) -> None:
     """Put inbox events back to pending so the worker applies them again (handlers are idempotent)."""
-    from extensions import db, settings
+    from core.db import db
+    from core.settings import settings
 
     from .service import replay_events, wake
 

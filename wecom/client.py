@@ -31,7 +31,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 import requests
+from flask import current_app
 from urllib3.exceptions import NewConnectionError
+
+from core.db import db
+from core.settings import settings
 
 from .tokens import CredentialKey, DatabaseTokenStore, MemoryTokenStore, TokenStore, credential_key
 
@@ -91,15 +95,20 @@ def _scrub(text: str) -> str:
 class WeComError(Exception):
     """A failed WeCom call: WeCom's errcode, or -2 (network/timeout), -3 (HTTP status), -4 (bad answer)."""
 
-    def __init__(self, errcode: int, errmsg: str, path: str, http_status: int | None = None) -> None:
+    def __init__(self, errcode: int, errmsg: str, path: str, http_status: int | None = None, *,
+                 maybe_sent: bool = False) -> None:
         super().__init__(f"{path}: errcode={errcode} errmsg={errmsg}")
         self.errcode = errcode
         self.errmsg = errmsg
         self.path = path
         self.http_status = http_status
+        # True when the request may have reached WeCom and been acted on although no answer says so
+        # (a read timeout, a 5xx, a garbled answer): a create or send call must then be reconciled by
+        # reading WeCom, not simply repeated.
+        self.maybe_sent = maybe_sent
 
     def __reduce__(self) -> Any:
-        return (type(self), (self.errcode, self.errmsg, self.path, self.http_status))
+        return (_rebuild_error, (self.errcode, self.errmsg, self.path, self.http_status, self.maybe_sent))
 
     @property
     def transient(self) -> bool:
@@ -109,6 +118,10 @@ class WeComError(Exception):
         if self.errcode == HTTP_ERROR:
             return self.http_status is not None and (self.http_status >= 500 or self.http_status == 429)
         return False
+
+
+def _rebuild_error(errcode: int, errmsg: str, path: str, http_status: int | None, maybe_sent: bool) -> WeComError:
+    return WeComError(errcode, errmsg, path, http_status, maybe_sent=maybe_sent)
 
 
 @dataclass
@@ -201,17 +214,21 @@ class WeComClient:
                                         timeout=self.timeout)
         except requests.RequestException as exc:
             # The exception text carries the URL (with the token or secret): scrub it.
-            error = WeComError(NETWORK_ERROR, f"{exc.__class__.__name__}: {_scrub(str(exc))}", path)
-            return error, safe or _not_sent(exc)
+            not_sent = _not_sent(exc)
+            error = WeComError(NETWORK_ERROR, f"{exc.__class__.__name__}: {_scrub(str(exc))}", path,
+                               maybe_sent=not not_sent)
+            return error, safe or not_sent
         if resp.status_code >= 400:
-            error = WeComError(HTTP_ERROR, f"HTTP {resp.status_code}", path, resp.status_code)
+            error = WeComError(HTTP_ERROR, f"HTTP {resp.status_code}", path, resp.status_code,
+                               maybe_sent=resp.status_code != 429)
             return error, safe or resp.status_code == 429
         try:
             body = resp.json()
         except ValueError:
-            return WeComError(BAD_RESPONSE, "answer is not JSON", path, resp.status_code), False
+            return WeComError(BAD_RESPONSE, "answer is not JSON", path, resp.status_code, maybe_sent=True), False
         if not isinstance(body, dict):
-            return WeComError(BAD_RESPONSE, "answer is not a JSON object", path, resp.status_code), False
+            return WeComError(BAD_RESPONSE, "answer is not a JSON object", path, resp.status_code,
+                              maybe_sent=True), False
         errcode = body.get("errcode", 0)
         if errcode in (0, None):
             return body, True
@@ -600,10 +617,6 @@ _APP_CLIENTS_LOCK = threading.Lock()
 
 
 def _app_client(name: str, secret_setting: str) -> WeComClient:
-    from flask import current_app
-
-    from extensions import db, settings
-
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     key = f"scrm.wecom.{name}_client"
     with _APP_CLIENTS_LOCK:

@@ -8,11 +8,14 @@ is marked `ignored` at ingest (and still answered `success`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, NamedTuple
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Literal, NamedTuple
 
 from flask import Flask, current_app
 
 if TYPE_CHECKING:
+    from .client import WeComClient
     from .models import InboxEvent, OutboxCommand
 
 # The worker calls a handler with the stored event, inside the transaction that marks the event
@@ -26,19 +29,52 @@ OutboxHook = Callable[["OutboxCommand"], None]
 
 EXTENSION_KEY = "scrm.wecom.handlers"
 OUTBOX_HOOKS_KEY = "scrm.wecom.outbox_hooks"
+RECONCILERS_KEY = "scrm.wecom.reconcilers"
+
+
+@dataclass(frozen=True)
+class CommandView:
+    """What a reconciler is told about a command whose answer was lost (a detached copy of the row)."""
+
+    id: int
+    corp_id: str
+    kind: str
+    method: str
+    args: dict[str, Any]
+    relation_id: int | None
+    created_at: dt.datetime
+    sending_at: dt.datetime | None
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """A reconciler's verdict: WeCom did it ("done", with the answer WeCom would have given), did not
+    ("resend"), cannot say now ("retry"), or the command cannot succeed ("failed", with why)."""
+
+    outcome: Literal["done", "resend", "retry", "failed"]
+    result: Any = None
+    error: str | None = None
+
+
+# Called by the worker, outside any transaction, with the app's client for the command: it reads
+# WeCom (never writes) to find out whether a command whose answer was lost took effect.
+Reconciler = Callable[[CommandView, "WeComClient"], Reconciled]
 
 
 class OutboxHooks(NamedTuple):
     on_done: tuple[OutboxHook, ...] = ()
     on_failed: tuple[OutboxHook, ...] = ()
 
-# Every customer-contact callback of wecom-api.md §3 (self-built app form).
+# Every customer-contact callback of wecom-api.md §3 (self-built app form), and the address-book event
+# that says a member left.
 KNOWN_EVENTS: frozenset[tuple[str, str]] = frozenset(
     [("change_external_contact", ct) for ct in (
         "add_external_contact", "edit_external_contact", "add_half_external_contact",
         "del_external_contact", "del_follow_user", "transfer_fail", "msg_audit_approved")]
     + [("change_external_chat", ct) for ct in ("create", "update", "dismiss")]
     + [("change_external_tag", ct) for ct in ("create", "update", "delete", "shuffle")]
+    + [("change_contact", "delete_user")]  # the address book: a member left the corp
 )
 
 
@@ -87,3 +123,15 @@ def register_outbox_hooks(app: Flask, kind: str, *, on_done: OutboxHook | None =
 def outbox_hooks(kind: str, app: Flask | None = None) -> OutboxHooks:
     """The after-hooks registered for outbox commands of `kind` (empty when none)."""
     return (app or current_app).extensions.get(OUTBOX_HOOKS_KEY, {}).get(kind, OutboxHooks())
+
+
+def register_reconciler(app: Flask, kind: str, fn: Reconciler) -> None:
+    """Make `fn` the reconciler of outbox commands of `kind` (one per kind)."""
+    table: dict[str, Reconciler] = app.extensions.setdefault(RECONCILERS_KEY, {})
+    if kind in table and table[kind] is not fn:
+        raise ValueError(f"a reconciler for {kind!r} is already registered: {table[kind]!r}")
+    table[kind] = fn
+
+
+def reconciler_for(kind: str, app: Flask | None = None) -> Reconciler | None:
+    return (app or current_app).extensions.get(RECONCILERS_KEY, {}).get(kind)

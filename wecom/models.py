@@ -1,5 +1,5 @@
-"""Tables of the WeCom protocol layer: the shared token/ticket cache, the callback inbox, the
-outbox of commands to send, and the locks of scheduled jobs."""
+"""Tables of the WeCom protocol layer: the shared token/ticket cache, the callback inbox and the
+outbox of commands to send."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Optional
 from sqlalchemy import JSON, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from extensions import CorpScoped, db, utcnow
+from core.db import CorpScoped, db, utcnow
 
 
 class CachedCredential(CorpScoped, db.Model):
@@ -76,10 +76,11 @@ class OutboxCommand(CorpScoped, db.Model):
     """A write that must reach WeCom, recorded in the same transaction as the local change.
 
     The worker claims pending commands whose `next_attempt_at` has come (`claimed_by`,
-    `claimed_until` as a lease), calls `getattr(client, method)(**args)` on the "contact" or
-    "agent" client, and marks the command done (with WeCom's answer in `result`) or failed
+    `claimed_until` as a lease), calls the `wecom.commands` entry of `method` with `args` on the
+    "contact" or "agent" client, and marks the command done (with WeCom's answer in `result`) or failed
     (`last_errcode`, `last_error`). Transient failures are retried with backoff; a command past
-    `not_after` is failed as "expired" without being sent. Delivery is at least once.
+    `not_after` is failed as "expired" without being sent. A repeatable command is delivered at least
+    once; one that must not be sent twice is reconciled with WeCom before any second send (`sending_at`).
 
     `dedupe_key` is unique per corp among pending commands (a partial unique index), so the same
     intent cannot wait twice. `relation_id` names the follow relation a command changes, so the
@@ -115,23 +116,10 @@ class OutboxCommand(CorpScoped, db.Model):
     done_at: Mapped[Optional[dt.datetime]]
     claimed_by: Mapped[Optional[str]] = mapped_column(String(128))
     claimed_until: Mapped[Optional[dt.datetime]]
+    # Set (and committed) just before a command that must not be sent twice goes to WeCom, cleared
+    # when WeCom's answer is recorded: a pending command with it set may have reached WeCom, so it is
+    # reconciled by reading WeCom before anything is sent again (`wecom.commands`).
+    sending_at: Mapped[Optional[dt.datetime]]
 
     def __repr__(self) -> str:
         return f"<OutboxCommand {self.id} {self.kind} {self.method} {self.status}>"
-
-
-class JobLock(CorpScoped, db.Model):
-    """A scheduled job's lock, shared by every process that runs a scheduler.
-
-    `locked_until` is a lease (a crashed process's lock runs out); `last_run_at` is when the job
-    last started, so a nightly job fired by two processes runs once that night.
-    """
-
-    __tablename__ = "job_locks"
-    __table_args__ = (UniqueConstraint("corp_id", "name"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64))
-    locked_by: Mapped[Optional[str]] = mapped_column(String(128))
-    locked_until: Mapped[Optional[dt.datetime]]
-    last_run_at: Mapped[Optional[dt.datetime]]

@@ -17,7 +17,7 @@ import logging
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from extensions import settings
+from core.settings import settings
 
 from .crypto import BadSignature, CallbackCrypto, CallbackError, DecryptError, MalformedXML, WrongCorp
 from .service import store_event

@@ -103,7 +103,7 @@ class DatabaseTokenStore:
     def engine(self) -> Engine:
         if self._engine is not None:
             return self._engine
-        from extensions import db
+        from core.db import db
 
         return db.engine
 

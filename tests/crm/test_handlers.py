@@ -126,7 +126,7 @@ def test_edit_merges_with_a_pending_local_tag_change(app: Any, db_session: Any, 
                                  customer_id=rel.customer_id, source="staff"))
     import datetime as dt
 
-    from extensions import utcnow
+    from core.db import utcnow
 
     command = enqueue(TEST_CORP_ID, "mark_tag", "mark_tag",
                       {"userid": "zhangsan", "external_userid": ext, "add_tag": [mine]}, relation_id=rel.id)

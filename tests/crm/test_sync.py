@@ -7,8 +7,7 @@ from typing import Any, Iterator
 import pytest
 from sqlalchemy import func, select
 
-from crm.models import (Customer, FollowRelation, FollowUp, GroupChat, Staff, SyncRun, Tag, TagAssignment,
-                        TagGroup)
+from crm.models import Customer, FollowRelation, FollowUp, GroupChat, Staff, SyncRun, Tag, TagAssignment, TagGroup
 from crm.sync import FullSync, local_counts, register_protector
 from tests.helpers import TEST_CORP_ID, TEST_SETTINGS
 from wecom.client import MemoryTokenStore, WeComClient, WeComError

@@ -15,18 +15,19 @@ from typing import Any, Iterator
 import pytest
 from sqlalchemy import func, select
 
-from crm.jobs import JOBS, acquire, release, run_job
+from core.jobs import JOBS, acquire, release, run_job
 from crm.models import AuditLog, Customer, FollowRelation
 from crm.worker import EMBEDDED_KEY, Worker
-from extensions import utcnow
+from core.db import utcnow
 from tests.helpers import TEST_CORP_ID, TEST_SETTINGS
 from wecom import dispatch
 from wecom.client import WeComError
 from wecom.crypto import parse_xml
 from wecom.emulator.callbacks import event_xml
-from wecom.models import InboxEvent, JobLock, OutboxCommand
-from wecom.service import (INBOX_MAX_ATTEMPTS, claim_commands, claim_events, enqueue, process_event,
-                           release_expired_claims, set_wake_hook, store_event)
+from core.models import JobLock, Task
+from core.queue import release_expired, set_wake_hook
+from wecom.models import InboxEvent, OutboxCommand
+from wecom.service import INBOX_MAX_ATTEMPTS, claim_commands, claim_events, enqueue, process_event, store_event
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -50,7 +51,7 @@ def test_claims_are_disjoint_and_a_dead_workers_lease_runs_out(db_session: Any) 
     db_session.execute(InboxEvent.__table__.update().where(InboxEvent.claimed_by == "worker-a")
                        .values(claimed_until=utcnow() - dt.timedelta(seconds=1)))
     db_session.commit()
-    assert release_expired_claims() == 4
+    assert release_expired(InboxEvent, Task, OutboxCommand) == 4
     assert claim_events("worker-c", limit=10, lease=60) == ids[:4]
     db_session.expire_all()
     assert {e.attempts for e in db_session.scalars(select(InboxEvent).where(InboxEvent.id.in_(ids[:4])))} == {2}
@@ -125,8 +126,8 @@ def test_enqueue_validates_dedupes_and_wakes_after_commit(app: Any, db_session: 
     try:
         with pytest.raises(ValueError):
             enqueue(TEST_CORP_ID, "x", "no_such_method", {})
-        with pytest.raises(ValueError):
-            enqueue(TEST_CORP_ID, "x", "mark_tag", {}, client="nobody")
+        with pytest.raises(TypeError):  # arguments that are not JSON
+            enqueue(TEST_CORP_ID, "x", "mark_tag", {"when": object()})
         first = enqueue(TEST_CORP_ID, "mark_tag", "mark_tag", {"userid": "u", "external_userid": "e",
                                                                 "add_tag": ["t"]}, dedupe_key="k")
         again = enqueue(TEST_CORP_ID, "mark_tag", "mark_tag", {"userid": "u", "external_userid": "e",
@@ -145,7 +146,7 @@ def test_a_command_refused_for_good_is_failed_with_errcode(app: Any, db_session:
     from wecom.service import process_command
 
     class Client:
-        def mark_tag(self, **kwargs: Any) -> None:
+        def mark_tag(self, *args: Any, **kwargs: Any) -> None:
             raise WeComError(40068, "invalid tagid", "/cgi-bin/externalcontact/mark_tag")
 
     seen: list[tuple[str, int | None]] = []
@@ -209,7 +210,7 @@ def test_embedded_worker_starts_with_the_first_request_once(database_url: str, d
             state[2].shutdown(wait=False)
             state[1].thread.join(timeout=5)
         with web.app_context():
-            from extensions import db
+            from core.db import db
 
             db.engine.dispose()
     off = create_app({**TEST_SETTINGS, "DATABASE_URL": database_url, "SECRET_KEY": "x",

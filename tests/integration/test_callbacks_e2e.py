@@ -11,13 +11,14 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from crm.models import (AuditLog, Customer, FollowRelation, GroupChat, GroupChatMember, Staff, Tag, TagAssignment,
-                        TagGroup, WelcomeMessage)
+from crm.models import (AuditLog, Customer, FollowRelation, GroupChat, GroupChatMember, Staff, Tag, TagAssignment, TagGroup, WelcomeMessage)
 from crm.worker import Worker
 from tests.helpers import TEST_CORP_ID, TEST_SETTINGS
 from wecom.crypto import CallbackCrypto
 from wecom.models import InboxEvent, OutboxCommand
-from wecom.service import enqueue, set_wake_hook
+from core.models import Task
+from core.queue import set_wake_hook
+from wecom.service import enqueue
 
 MARK_TAG = "/cgi-bin/externalcontact/mark_tag"
 WELCOME = "/cgi-bin/externalcontact/send_welcome_msg"
@@ -58,12 +59,13 @@ def _count(db_session: Any, model: Any, *where: Any) -> int:
 
 
 def settle(db_session: Any, emu: Any, timeout: float = 15.0) -> None:
-    """Every callback delivered, every event applied, every command sent or given up."""
+    """Every callback delivered, every event applied, every task run, every command sent or given up."""
     assert emu.wait_idle(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         db_session.rollback()
         if not _count(db_session, InboxEvent, InboxEvent.status == "pending") and \
+                not _count(db_session, Task, Task.status == "pending") and \
                 not _count(db_session, OutboxCommand, OutboxCommand.status == "pending"):
             return
         time.sleep(0.02)
@@ -374,7 +376,7 @@ def test_two_workers_never_send_the_same_command_twice(db_session: Any, emu: Any
 def test_welcome_past_its_deadline_is_failed_expired_not_sent(db_session: Any, emu: Any, app: Any) -> None:
     import datetime as dt
 
-    from extensions import utcnow
+    from core.db import utcnow
 
     command = enqueue(TEST_CORP_ID, "welcome", "send_welcome_msg", {"welcome_code": "WC-late", "text": "你好"},
                       not_after=utcnow() - dt.timedelta(seconds=1))

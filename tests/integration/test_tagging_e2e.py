@@ -34,7 +34,7 @@ def _catalog_ready(db_session: Any, emu: Any) -> None:
 
 
 def test_catalog_created_renamed_deleted_here_reaches_wecom(db_session: Any, wired: Any) -> None:
-    from tagging import catalog
+    from tagging.catalog import service as catalog
 
     emu = wired
     tags = catalog.create_tags(TEST_CORP_ID, "admin1", ["展会", "官网"], group_name="来源")
@@ -63,7 +63,7 @@ def test_catalog_created_renamed_deleted_here_reaches_wecom(db_session: Any, wir
 def test_rename_here_and_in_admin_console_last_to_reach_wecom_wins(db_session: Any, emu: Any, app: Any) -> None:
     """Conflict policy: our rename is ordered when the worker sends it; the admin's when it is saved."""
     from crm.worker import drain
-    from tagging import catalog
+    from tagging.catalog import service as catalog
 
     _, (tag_id,) = emu.act.corp_tag_group_created("意向", ["高意向"])
     _catalog_ready(db_session, emu)
@@ -102,7 +102,7 @@ def test_rename_here_and_in_admin_console_last_to_reach_wecom_wins(db_session: A
 def test_local_change_survives_a_client_edit_and_both_merge(db_session: Any, emu: Any, app: Any) -> None:
     from crm.handlers import on_edit_external_contact, refresh_customer
     from crm.worker import drain
-    from tagging.service import change_relation_tags, relation_sync_state
+    from tagging.assignments.service import change_relation_tags, relation_sync_state
     from wecom.models import InboxEvent
 
     emu.act.add_staff("zhangsan", "张三")
@@ -130,7 +130,7 @@ def test_local_change_survives_a_client_edit_and_both_merge(db_session: Any, emu
 def test_refusals_roll_back_and_are_shown(db_session: Any, emu: Any, app: Any) -> None:
     from crm.handlers import refresh_customer
     from crm.worker import drain
-    from tagging.service import change_relation_tags, failed_changes, relation_sync_state
+    from tagging.assignments.service import change_relation_tags, failed_changes, relation_sync_state
 
     emu.act.add_staff("zhangsan", "张三")
     _, (a, b) = emu.act.corp_tag_group_created("兴趣", ["篮球", "足球"])
@@ -161,7 +161,7 @@ def test_refusals_roll_back_and_are_shown(db_session: Any, emu: Any, app: Any) -
 
 
 def test_channel_rule_tags_a_new_customer_in_wecom_within_seconds(db_session: Any, wired: Any) -> None:
-    from tagging.rules import save_rule
+    from tagging.rules.service import save_rule
 
     emu = wired
     emu.act.add_staff("zhangsan", "张三")
@@ -182,8 +182,8 @@ def test_channel_rule_tags_a_new_customer_in_wecom_within_seconds(db_session: An
 
 def test_event_threshold_rule_tags_once_and_a_repeated_batch_changes_nothing(db_session: Any, wired: Any,
                                                                               live_server: Any) -> None:
-    from crm.service import create_api_token
-    from tagging.rules import save_rule
+    from identity.service import create_api_token
+    from tagging.rules.service import save_rule
 
     emu = wired
     emu.act.add_staff("zhangsan", "张三")
@@ -233,9 +233,9 @@ def _group_in_wecom(emu: Any, name: str) -> dict[str, str]:
 
 
 def test_stage_and_tier_mirrors_create_their_groups_and_tag_customers_in_wecom(db_session: Any, wired: Any) -> None:
-    from tagging import stages, tiers
-    from tagging.events import store_events
-    from tagging.jobs import tag_mirrors
+    from tagging.lifecycle import stages, tiers
+    from tagging.lifecycle.events import store_events
+    from tagging.lifecycle.jobs import tag_mirrors
 
     emu = wired
     emu.act.add_staff("zhangsan", "张三")
@@ -254,6 +254,7 @@ def test_stage_and_tier_mirrors_create_their_groups_and_tag_customers_in_wecom(d
     assert sorted(in_wecom) == sorted(stages.stage_names(TEST_CORP_ID))
     # the customer staged before the group existed is caught up by the periodic job
     assert tag_mirrors()["stages"] == 1
+    db_session.commit()  # a scheduled job is one unit of work: `core.jobs.run_job` commits it
     settle(db_session, emu)
     assert emu.state.relation_tags("zhangsan", early) == {in_wecom["意向客户"]}
     # a change now is mirrored at once: the old stage tag goes, the new one comes
@@ -275,6 +276,7 @@ def test_stage_and_tier_mirrors_create_their_groups_and_tag_customers_in_wecom(d
     value_tags = _group_in_wecom(emu, "客户价值")
     assert sorted(value_tags) == sorted(tiers.TIERS)
     assert tag_mirrors()["tiers"] == 1
+    db_session.commit()
     settle(db_session, emu)
     assert emu.state.relation_tags("zhangsan", later) == {value_tags["高价值"]}
     assert tag_mirrors() == {"stages": 0, "tiers": 0}  # nothing left to correct

@@ -73,14 +73,15 @@ def oauth_sign_in(client: Any, emu: Any, userid: str, next_path: str = "/sidebar
 
 
 def grant(db_session: Any, userid: str, role: str) -> None:
-    from console.identity import set_role
+    from identity.service import set_role
 
     set_role(TEST_CORP_ID, userid, role, granted_by="test")
     db_session.commit()
 
 
 def make_token(db_session: Any, role: str, userid: str | None = None) -> str:
-    from crm.service import create_api_token, ensure_corp
+    from identity.service import create_api_token
+    from crm.service import ensure_corp
 
     ensure_corp(TEST_CORP_ID)
     _, secret = create_api_token(TEST_CORP_ID, f"test-{role}", role, userid)

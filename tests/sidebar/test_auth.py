@@ -32,7 +32,8 @@ def test_sidebar_sends_anonymous_staff_through_wecom_oauth(client: Any, emu: Any
         assert sess["oauth_next"] == "/sidebar/customer/wmabc"
 
 
-def test_oauth_round_trip_signs_in_with_an_httponly_session(client: Any, emu: Any, corp: Any) -> None:
+def test_oauth_round_trip_signs_in_with_an_httponly_session(client: Any, emu: Any, corp: Any,
+                                                             db_session: Any) -> None:
     done = oauth_sign_in(client, emu, "zhangsan", next_path="/sidebar/")
     assert done.status_code == 302 and done.headers["Location"] == "/sidebar/"
     cookie = done.headers["Set-Cookie"]
@@ -42,7 +43,10 @@ def test_oauth_round_trip_signs_in_with_an_httponly_session(client: Any, emu: An
     assert page.status_code == 200
     assert "sidebar-config" in page.get_data(as_text=True)
     with client.session_transaction() as sess:
-        assert sess["uid"] == "zhangsan" and "oauth_state" not in sess
+        assert sess["sid"] and "uid" not in sess and "oauth_state" not in sess
+    from identity.models import UserSession
+
+    assert [s.userid for s in db_session.query(UserSession).all()] == ["zhangsan"]
 
 
 def test_state_mismatch_is_refused_and_nobody_is_signed_in(client: Any, emu: Any, corp: Any) -> None:
@@ -114,7 +118,7 @@ def test_console_requires_sign_in_and_roles(client: Any, emu: Any, corp: Any) ->
 
 
 def test_admin_sets_a_role_in_the_console_with_csrf(client: Any, emu: Any, corp: Any, db_session: Any) -> None:
-    from console.identity import role_of
+    from identity.service import role_of
     from tests.sidebar.conftest import grant
 
     grant(db_session, "admin1", "admin")

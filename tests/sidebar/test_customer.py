@@ -57,7 +57,9 @@ def test_manager_sees_the_department_admin_sees_all(client: Any, emu: Any, corp:
     assert client.get(f"/api/v1/customers/{corp.customers['lisi_only']}").status_code == 200  # same dept + report
     assert client.get(f"/api/v1/customers/{corp.customers['xss']}").status_code == 200  # zhangsan: dept 1
     assert client.get(f"/api/v1/customers/{corp.customers['other']}").status_code == 404  # wangwu: dept 2
-    grant(db_session, "laowang", "admin")
+    grant(db_session, "laowang", "admin")  # a change of role ends the session: sign in again
+    assert client.get(f"/api/v1/customers/{corp.customers['other']}").status_code == 401
+    oauth_sign_in(client, emu, "laowang")
     assert client.get(f"/api/v1/customers/{corp.customers['other']}").status_code == 200
 
 
@@ -161,7 +163,7 @@ def test_entry_page_carries_the_register_config_and_the_official_sdk(client: Any
 
 def test_demo_link_and_standin_exist_only_in_demo_mode(client: Any, emu: Any, corp: Any,
                                                         monkeypatch: Any) -> None:
-    from extensions import settings
+    from core.settings import settings
 
     assert client.get("/sidebar/demo/ww-standin.js").status_code == 404
     assert client.get("/sidebar/demo", query_string={"userid": "zhangsan",

@@ -37,7 +37,8 @@ class World:
 
 
 def _token(db_session: Any, role: str, userid: str | None = None) -> dict[str, str]:
-    from crm.service import create_api_token, ensure_corp
+    from identity.service import create_api_token
+    from crm.service import ensure_corp
 
     ensure_corp(TEST_CORP_ID)
     _, secret = create_api_token(TEST_CORP_ID, f"list-{role}-{userid or 'x'}", role, userid)
@@ -348,7 +349,7 @@ def test_cursor_round_trip() -> None:
 def test_queries_per_page_do_not_grow_with_the_page(app: Any, client: Any, world: World, db_session: Any) -> None:
     from sqlalchemy import event
 
-    from extensions import db
+    from core.db import db
 
     admin = _token(db_session, "admin")
     _ok(client, admin, limit=1)  # the token's first use is recorded once; measure the requests after it

@@ -27,7 +27,7 @@ def _local_tags(db_session: Any, relation: Any) -> set[str]:
 
 def test_change_applies_locally_and_enqueues_one_mark_tag(emu: Any, corp: Any, db_session: Any) -> None:
     from crm.models import AuditLog
-    from tagging.service import change_relation_tags
+    from tagging.assignments.service import change_relation_tags
     from wecom.models import OutboxCommand
 
     rel = _relation(db_session, "lisi", corp.customers["shared"])
@@ -45,7 +45,7 @@ def test_change_applies_locally_and_enqueues_one_mark_tag(emu: Any, corp: Any, d
 
 
 def test_no_effective_change_enqueues_nothing(emu: Any, corp: Any, db_session: Any) -> None:
-    from tagging.service import change_relation_tags
+    from tagging.assignments.service import change_relation_tags
     from wecom.models import OutboxCommand
 
     rel = _relation(db_session, "lisi", corp.customers["shared"])
@@ -55,9 +55,9 @@ def test_no_effective_change_enqueues_nothing(emu: Any, corp: Any, db_session: A
 
 def test_unknown_deleted_or_contradictory_tags_are_refused(emu: Any, corp: Any, db_session: Any) -> None:
     from crm.models import Tag
-    from crm.service import UserValueError
-    from extensions import utcnow
-    from tagging.service import change_relation_tags
+    from core.errors import UserValueError
+    from core.db import utcnow
+    from tagging.assignments.service import change_relation_tags
 
     rel = _relation(db_session, "zhangsan", corp.customers["xss"])
     with pytest.raises(UserValueError, match="标签不存在"):
@@ -72,8 +72,8 @@ def test_unknown_deleted_or_contradictory_tags_are_refused(emu: Any, corp: Any, 
 
 
 def test_lost_relation_is_refused(emu: Any, corp: Any, db_session: Any) -> None:
-    from crm.service import UserValueError
-    from tagging.service import change_relation_tags
+    from core.errors import UserValueError
+    from tagging.assignments.service import change_relation_tags
 
     rel = _relation(db_session, "zhangsan", corp.customers["xss"])
     rel.status = "lost"

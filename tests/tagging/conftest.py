@@ -89,7 +89,8 @@ def base(db_session: Any) -> Base:
 
 def token(db_session: Any, role: str, userid: str | None = None, name: str | None = None) -> dict[str, str]:
     """Authorization headers for a fresh API token."""
-    from crm.service import create_api_token, ensure_corp
+    from identity.service import create_api_token
+    from crm.service import ensure_corp
 
     ensure_corp(TEST_CORP_ID)
     _, secret = create_api_token(TEST_CORP_ID, name or f"test-{role}-{userid or 'x'}", role, userid)

@@ -11,7 +11,7 @@ from tests.helpers import TEST_CORP_ID
 
 
 def test_bulk_edit_of_many_customers_is_one_job_with_progress(db_session: Any, app: Any) -> None:
-    from tagging.service import job_dict, run_job, start_bulk_edit
+    from tagging.bulk.service import job_dict, run_job, start_bulk_edit
     from wecom.models import OutboxCommand
 
     n = 1200
@@ -40,7 +40,7 @@ def test_bulk_edit_of_many_customers_is_one_job_with_progress(db_session: Any, a
 def test_bulk_edit_api_runs_in_the_background(db_session: Any, app: Any, client: Any) -> None:
     import time
 
-    from crm.service import create_api_token
+    from identity.service import create_api_token
 
     group = TagGroup(corp_id=TEST_CORP_ID, group_id="etG", name="活动")
     db_session.add(group)

@@ -34,7 +34,7 @@ def _catalog(db_session: Any) -> list[FollowRelation]:
 
 
 def test_usage_unused_and_near_duplicates(db_session: Any) -> None:
-    from tagging.catalog import list_catalog, near_duplicates, unused_tags
+    from tagging.catalog.service import list_catalog, near_duplicates, unused_tags
 
     _catalog(db_session)
     usage = {t["tag_id"]: t["usage"] for g in list_catalog(TEST_CORP_ID) for t in g["tags"]}
@@ -46,7 +46,7 @@ def test_usage_unused_and_near_duplicates(db_session: Any) -> None:
 
 
 def test_merge_reassigns_then_deletes_through_the_outbox(db_session: Any) -> None:
-    from tagging.catalog import merge
+    from tagging.catalog.service import merge
     from wecom.models import OutboxCommand
 
     rels = _catalog(db_session)

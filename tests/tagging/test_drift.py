@@ -13,7 +13,7 @@ from tests.integration.test_callbacks_e2e import _relation, _tag_ids
 
 def test_drift_lists_differences_and_heal_removes_them(db_session: Any, emu: Any, runner: Any) -> None:
     from crm.handlers import apply_tag_groups, refresh_customer
-    from tagging.drift import run_report
+    from tagging.drift.service import run_report
     from wecom.client import contact_client
 
     emu.act.add_staff("zhangsan", "张三")
@@ -37,7 +37,7 @@ def test_drift_lists_differences_and_heal_removes_them(db_session: Any, emu: Any
     assert report.counts["differences"] == 0
     assert db_session.scalar(select(Tag.name).where(Tag.tag_id == b)) == "B级"
     assert _tag_ids(db_session, _relation(db_session, "zhangsan", ext)) == {b}
-    from tagging.rule_models import DriftReport
+    from tagging.drift.models import DriftReport
 
     healed = db_session.scalars(select(DriftReport).where(DriftReport.trigger == "cli")).one()
     assert {d["kind"] for d in healed.healed} == {"tag_name", "relation_tags"} and healed.counts["remaining"] == 0

@@ -24,7 +24,7 @@ def batch() -> list[dict[str, Any]]:
 
 
 def test_batch_is_stored_once_with_per_event_results(base: Base, client: Any, db_session: Any) -> None:
-    from tagging.models import BehaviorEvent
+    from tagging.lifecycle.models import BehaviorEvent
 
     headers = token(db_session, "marketer")
     answer = client.post("/api/v1/events", json=batch(), headers=headers)
@@ -63,7 +63,7 @@ def test_batch_limits_and_auth(base: Base, client: Any, db_session: Any) -> None
 
 
 def test_manager_token_reaches_only_customers_in_scope(base: Base, client: Any, db_session: Any) -> None:
-    from console.identity import set_role
+    from identity.service import set_role
 
     set_role(TEST_CORP_ID, "wangwu", "manager", granted_by="test")  # dept 2: only himself
     db_session.commit()
@@ -74,43 +74,35 @@ def test_manager_token_reaches_only_customers_in_scope(base: Base, client: Any, 
     assert [r["status"] for r in body["results"]] == ["stored", "unknown_customer"]
 
 
-def test_hooks_get_the_customers_and_a_failing_hook_loses_nothing(base: Base, app: Any, db_session: Any) -> None:
-    from tagging.events import HOOKS_KEY, register_events_hook, store_events
-    from tagging.models import BehaviorEvent
+def test_stored_events_are_announced_and_event_rules_wait_for_the_worker(base: Base, app: Any,
+                                                                          db_session: Any) -> None:
+    from core.models import Task
+    from core.signals import EventsReceived, events_received
+    from tagging.lifecycle.events import store_events
+    from tagging.rules.service import save_rule
 
-    seen: list[tuple[str, list[int]]] = []
-
-    def record(corp_id: str, customer_ids: list[int]) -> None:
-        seen.append((corp_id, sorted(customer_ids)))
-
-    def broken(corp_id: str, customer_ids: list[int]) -> None:
-        from crm.models import FollowUp
-
-        from extensions import db
-
-        db.session.add(FollowUp(corp_id=corp_id, customer_id=customer_ids[0], userid="x", content="half done"))
-        db.session.flush()
-        raise RuntimeError("rule engine down")
-
-    saved = list(app.extensions.get(HOOKS_KEY, []))
+    seen: list[EventsReceived] = []
+    events_received.connect(seen.append)
     try:
-        register_events_hook(app, broken)
-        register_events_hook(app, record)
-        register_events_hook(app, record)  # registered once
         result = store_events(TEST_CORP_ID, batch()[:3], "token:t")
         db_session.commit()
+        assert result["stored"] == 3
+        assert [(e.corp_id, sorted(e.customer_ids), e.types) for e in seen] == [
+            (TEST_CORP_ID, sorted(base.customers[n].id for n in "abc"), ("order", "page_view"))]
+        assert db_session.query(Task).count() == 0  # no event rule: nothing queued for nobody
+        save_rule(TEST_CORP_ID, "admin1", {"name": "看了就记", "trigger": "event",
+                                           "actions": [{"notify": "{customer_name} 看了页面"}]})
+        store_events(TEST_CORP_ID, [{"id": "pv-9", "external_userid": "wm_a", "type": "page_view"}], "token:t")
+        db_session.commit()
     finally:
-        app.extensions[HOOKS_KEY] = saved
-    assert result["stored"] == 3
-    assert seen == [(TEST_CORP_ID, sorted(base.customers[n].id for n in "abc"))]
-    assert db_session.query(BehaviorEvent).count() == 3
-    from crm.models import FollowUp
-
-    assert db_session.query(FollowUp).count() == 0  # the broken hook's work was rolled back alone
+        events_received.disconnect(seen.append)
+    (task,) = db_session.query(Task).all()  # the rule runs in the worker, not in the request that stored events
+    assert task.kind == "rules.fire" and task.status == "pending"
+    assert task.payload["trigger"] == "event" and task.payload["customer_ids"] == [base.customers["a"].id]
 
 
 def test_recent_events_for_the_timeline(base: Base, db_session: Any) -> None:
-    from tagging.events import recent_events, store_events
+    from tagging.lifecycle.events import recent_events, store_events
 
     store_events(TEST_CORP_ID, batch(), "token:t")
     db_session.commit()
@@ -120,7 +112,7 @@ def test_recent_events_for_the_timeline(base: Base, db_session: Any) -> None:
 
 
 def test_events_feed_the_segment_event_node(base: Base, client: Any, db_session: Any) -> None:
-    from extensions import utcnow
+    from core.db import utcnow
 
     headers = token(db_session, "admin")
     now = utcnow()

@@ -21,7 +21,7 @@ UTC = dt.timezone.utc
 
 @pytest.fixture()
 def pg(db_session: Any) -> Any:
-    from extensions import db
+    from core.db import db
 
     if db.engine.dialect.name != "postgresql":
         pytest.skip("customer facets exist on PostgreSQL only (this run is on SQLite)")
@@ -29,21 +29,21 @@ def pg(db_session: Any) -> Any:
 
 
 def _facet(customer_id: int) -> dict[str, Any]:
-    from extensions import db
-    from tagging.facets import facets
+    from core.db import db
+    from tagging.segments.facets import facets
 
     row = db.session.execute(select(facets).where(facets.c.customer_id == customer_id)).mappings().one()
     return dict(row)
 
 
 def _tag_pks(base: Base, *names: str) -> list[int]:
-    from extensions import db
+    from core.db import db
 
     return sorted(db.session.scalar(select(Tag.id).where(Tag.tag_id == base.tags[n])) for n in names)
 
 
 def _in_sync() -> None:
-    from tagging import facets
+    from tagging.segments import facets
 
     result = facets.check(TEST_CORP_ID)
     assert result["differing"] == 0, result
@@ -64,10 +64,10 @@ def test_facets_follow_every_write_path(pg: Any, emu: Any, app: Any) -> None:
     """Sync, callbacks' handlers, tag edits here, a lost relation, a follow-up, a stage, a deleted tag."""
     from crm.handlers import apply_tag_groups, refresh_customer
     from crm.sync import FullSync
-    from tagging import catalog
-    from tagging.segments import count
-    from tagging.service import change_relation_tags
-    from tagging.stages import change_stage, ensure_stages
+    from tagging.catalog import service as catalog
+    from tagging.segments.service import count
+    from tagging.assignments.service import change_relation_tags
+    from tagging.lifecycle.stages import change_stage, ensure_stages
     from wecom.client import contact_client
 
     db = pg
@@ -122,7 +122,7 @@ def test_facets_follow_every_write_path(pg: Any, emu: Any, app: Any) -> None:
 def test_two_transactions_changing_one_customer_both_count(pg: Any, base: Base, app: Any) -> None:
     """T1 tags one relation and holds its transaction open; T2 tags the customer's other relation and
     commits. Without the per-customer lock T2 would compute the row without T1's tag and overwrite it."""
-    from extensions import db
+    from core.db import db
 
     customer = base.customers["b"]
     rel_z, rel_l = base.relations[("b", "zhangsan")], base.relations[("b", "lisi")]
@@ -158,8 +158,8 @@ def test_two_transactions_changing_one_customer_both_count(pg: Any, base: Base, 
 def test_statements_over_many_customers(pg: Any, base: Base) -> None:
     """A statement touching more customers than the advisory-lock path takes (a bulk insert, a tag
     removed from everyone) is refreshed under a table lock, and just as exactly."""
-    from extensions import db
-    from tagging.segments import count
+    from core.db import db
+    from tagging.segments.service import count
 
     n = 620
     customers = [Customer(corp_id=TEST_CORP_ID, external_userid=f"wm_bulk{i}", name=f"批量{i}") for i in range(n)]
@@ -184,7 +184,7 @@ def test_statements_over_many_customers(pg: Any, base: Base) -> None:
 
 
 def test_facets_command_finds_and_rebuilds_rows_written_without_triggers(pg: Any, base: Base, runner: Any) -> None:
-    from extensions import db
+    from core.db import db
 
     with db.engine.begin() as conn:  # a bulk load with the triggers off
         conn.execute(text("SET LOCAL session_replication_role = replica"))
@@ -199,7 +199,7 @@ def test_facets_command_finds_and_rebuilds_rows_written_without_triggers(pg: Any
 
 
 def test_facets_command_on_sqlite_says_it_is_not_used(db_session: Any, runner: Any) -> None:
-    from extensions import db
+    from core.db import db
 
     if db.engine.dialect.name != "sqlite":
         pytest.skip("SQLite only")

@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import select
 
 from crm.models import AuditLog, Customer, FollowRelation, FollowUp, Tag, TagAssignment, TagGroup
-from tests.helpers import TEST_CORP_ID
+from crm.service import write_followup
+from tests.helpers import TEST_CORP_ID, run_tasks
 
 
 def _world(db_session: Any, customers: int = 3) -> tuple[dict[str, str], list[FollowRelation]]:
@@ -36,8 +37,8 @@ def _tags(db_session: Any, rel: FollowRelation) -> set[str]:
 
 
 def test_a_loop_between_two_rules_is_stopped_and_recorded(db_session: Any) -> None:
-    from tagging.rules import loops, save_rule
-    from tagging.service import change_relation_tags
+    from tagging.rules.service import loops, save_rule
+    from tagging.assignments.service import change_relation_tags
 
     tags, (rel, *_) = _world(db_session)
     a = save_rule(TEST_CORP_ID, "admin", {"name": "A", "trigger": "tag_removed", "trigger_params": {"tag_id": tags["高意向"]},
@@ -46,6 +47,8 @@ def test_a_loop_between_two_rules_is_stopped_and_recorded(db_session: Any) -> No
                                       "actions": [{"remove_tags": [tags["高意向"]]}]})
     change_relation_tags(TEST_CORP_ID, rel, [tags["高意向"]], [], "zhangsan", "staff")
     db_session.commit()
+    assert loops(TEST_CORP_ID) == []  # the rules wait for the worker
+    run_tasks()
     stopped = loops(TEST_CORP_ID)
     assert len(stopped) == 1 and stopped[0].outcome == "loop" and stopped[0].rule_id in stopped[0].chain
     assert db_session.scalar(select(AuditLog).where(AuditLog.action == "rule.loop")) is not None
@@ -53,12 +56,13 @@ def test_a_loop_between_two_rules_is_stopped_and_recorded(db_session: Any) -> No
 
 
 def test_dry_run_then_backfill_changes_exactly_what_it_said(db_session: Any) -> None:
-    from tagging.rules import dry_run, save_rule, start_backfill
-    from tagging.service import run_job
+    from tagging.bulk.service import start_backfill
+    from tagging.rules.service import dry_run, save_rule
+    from tagging.bulk.service import run_job
     from wecom.models import OutboxCommand
 
     tags, rels = _world(db_session, 5)
-    change = __import__("tagging.service", fromlist=["x"]).change_relation_tags
+    change = __import__("tagging.assignments.service", fromlist=["x"]).change_relation_tags
     change(TEST_CORP_ID, rels[1], [tags["新客户"]], [], "zhangsan", "staff")
     rule = save_rule(TEST_CORP_ID, "admin", {"name": "官网来的", "trigger": "customer_added",
                                              "trigger_params": {"state": "web"}, "actions": [{"add_tags": [tags["新客户"]]}]})
@@ -76,8 +80,8 @@ def test_dry_run_then_backfill_changes_exactly_what_it_said(db_session: Any) -> 
 
 
 def test_followup_and_stage_triggers(db_session: Any) -> None:
-    from tagging.rules import save_rule
-    from tagging.stages import change_stage, stage_names
+    from tagging.rules.service import save_rule
+    from tagging.lifecycle.stages import change_stage, stage_names
 
     tags, (rel, *_) = _world(db_session, 1)
     stage = stage_names(TEST_CORP_ID)[1]
@@ -86,9 +90,12 @@ def test_followup_and_stage_triggers(db_session: Any) -> None:
     save_rule(TEST_CORP_ID, "admin", {"name": "阶段即新客", "trigger": "stage_changed", "trigger_params": {"to": stage},
                                       "actions": [{"add_tags": [tags["新客户"]]}, {"remove_tags": [tags["潜在客户"]]}]})
     db_session.commit()
-    db_session.add(FollowUp(corp_id=TEST_CORP_ID, customer_id=rel.customer_id, userid="zhangsan", content="聊了聊"))
+    write_followup(db_session.get(Customer, rel.customer_id), "zhangsan", "聊了聊", None, "zhangsan")
     db_session.commit()
+    assert _tags(db_session, rel) == set()  # answered before the rule ran
+    run_tasks()
     assert _tags(db_session, rel) == {"潜在客户"}
     change_stage(TEST_CORP_ID, db_session.get(Customer, rel.customer_id), stage, "zhangsan")
     db_session.commit()
+    run_tasks()
     assert _tags(db_session, rel) == {"新客户"}

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 from typing import Any
 
 import pytest
 
 from tests.helpers import TEST_CORP_ID
+from tests.helpers import sign_in as open_session
 from tests.tagging.conftest import Base, add_customer, token
 
 
 def ids(base: Base, tree: Any, scope: Any = None) -> set[str]:
-    from extensions import db
-    from tagging.segments import compile_filter
+    from core.db import db
+    from tagging.segments.service import compile_filter
 
     rows = db.session.scalars(compile_filter(TEST_CORP_ID, tree, scope=scope)).all()
     by_id = {c.id: nick for nick, c in base.customers.items()}
@@ -55,7 +55,7 @@ def test_wecom_tags_or_within_group_and_across(base: Base, db_session: Any) -> N
 
 def test_no_followup_days(base: Base, db_session: Any) -> None:
     from crm.models import FollowUp
-    from extensions import utcnow
+    from core.db import utcnow
 
     db_session.add(FollowUp(corp_id=TEST_CORP_ID, customer_id=base.customers["a"].id, userid="zhangsan",
                             content="聊过", created_at=utcnow() - dt.timedelta(days=2)))
@@ -68,8 +68,8 @@ def test_no_followup_days(base: Base, db_session: Any) -> None:
 
 
 def test_event_and_tier_nodes(base: Base, db_session: Any) -> None:
-    from extensions import utcnow
-    from tagging.models import BehaviorEvent, ValueTier
+    from core.db import utcnow
+    from tagging.lifecycle.models import BehaviorEvent, ValueTier
 
     now = utcnow()
     for i, (nick, path, days) in enumerate([("a", "/products/A/1", 1), ("a", "/products/A/2", 2),
@@ -90,7 +90,7 @@ def test_event_and_tier_nodes(base: Base, db_session: Any) -> None:
 
 
 def test_scope_limits_results(base: Base, db_session: Any) -> None:
-    from console.identity import Scope
+    from identity.service import Scope
 
     assert ids(base, {"all": []}, Scope(all=False, userids=frozenset({"lisi"}))) == {"b"}
     assert ids(base, {"tag": base.tags["A类"]}, Scope(all=False, userids=frozenset({"wangwu"}))) == set()
@@ -101,10 +101,10 @@ def test_facets_and_relation_tables_give_the_same_customers(base: Base, db_sessi
     (what SQLite uses). Every node, nested and within scopes, selects the same customers both ways."""
     from sqlalchemy import select
 
-    from console.identity import Scope
+    from identity.service import Scope
     from crm.models import Customer, FollowUp
-    from extensions import db, utcnow
-    from tagging.segments import compile_filter, filter_condition, scope_condition
+    from core.db import db, utcnow
+    from tagging.segments.service import compile_filter, filter_condition, scope_condition
 
     db_session.add(FollowUp(corp_id=TEST_CORP_ID, customer_id=base.customers["b"].id, userid="lisi", content="x",
                             created_at=utcnow() - dt.timedelta(days=3)))
@@ -146,7 +146,7 @@ def test_facets_and_relation_tables_give_the_same_customers(base: Base, db_sessi
     ("tag", "filter", "对象"),
 ])
 def test_invalid_filters_name_the_node(base: Base, db_session: Any, tree: Any, path: str, words: str) -> None:
-    from tagging.segments import FilterError, validate_filter
+    from tagging.segments.service import FilterError, validate_filter
 
     with pytest.raises(FilterError) as caught:
         validate_filter(TEST_CORP_ID, tree)
@@ -154,7 +154,7 @@ def test_invalid_filters_name_the_node(base: Base, db_session: Any, tree: Any, p
 
 
 def test_too_deep_is_refused(base: Base, db_session: Any) -> None:
-    from tagging.segments import FilterError, validate_filter
+    from tagging.segments.service import FilterError, validate_filter
 
     tree: Any = {"stage": ["意向客户"]}
     for _ in range(20):
@@ -177,7 +177,7 @@ def test_preview_api_counts_and_samples_within_scope(base: Base, client: Any, db
     assert sample_b["name"] == "客户b" and sample_b["stage"] == "成交客户"
     assert sample_b["follow_userids"] == ["zhangsan", "lisi"]
 
-    from console.identity import set_role
+    from identity.service import set_role
 
     set_role(TEST_CORP_ID, "laowang", "manager", granted_by="test")
     db_session.commit()
@@ -192,8 +192,11 @@ def test_preview_api_errors(base: Base, client: Any, db_session: Any) -> None:
     admin = token(db_session, "admin")
     bad = client.post("/api/v1/segments/preview", json={"filter": {"all": [{"tag": "et_nope"}]}}, headers=admin)
     assert bad.status_code == 400
-    assert bad.get_json()["error"]["path"] == "all[0].tag" and "et_nope" in bad.get_json()["error"]["message"]
-    assert client.post("/api/v1/segments/preview", json={}, headers=admin).status_code == 400
+    error = bad.get_json()["error"]
+    assert error["code"] == "invalid_filter" and "et_nope" in error["message"]
+    assert list(error["fields"]) == ["filter.all[0].tag"] and "et_nope" in error["fields"]["filter.all[0].tag"][0]
+    missing = client.post("/api/v1/segments/preview", json={}, headers=admin)
+    assert missing.status_code == 422 and missing.get_json()["error"]["fields"] == {"filter": ["必填"]}
     staff = token(db_session, "staff", "zhangsan")
     assert client.post("/api/v1/segments/preview", json={"filter": {"all": []}}, headers=staff).status_code == 403
     assert client.post("/api/v1/segments/preview", json={"filter": {"all": []}}).status_code == 401
@@ -224,7 +227,7 @@ def test_saved_segments_api(base: Base, client: Any, db_session: Any) -> None:
 
 def test_segment_whose_tag_was_deleted_shows_no_size(base: Base, client: Any, db_session: Any) -> None:
     from crm.models import Tag
-    from extensions import utcnow
+    from core.db import utcnow
 
     marketer = token(db_session, "marketer")
     client.post("/api/v1/segments", json={"name": "金融", "filter": {"tag": base.tags["金融"]}}, headers=marketer)
@@ -238,19 +241,18 @@ def test_segment_whose_tag_was_deleted_shows_no_size(base: Base, client: Any, db
 
 
 def sign_in(client: Any, db_session: Any, userid: str, role: str) -> str:
-    from console.identity import set_role
+    from identity.service import set_role
 
     set_role(TEST_CORP_ID, userid, role, granted_by="test")
     db_session.commit()
-    with client.session_transaction() as sess:
-        sess.update(uid=userid, corp=TEST_CORP_ID, csrf="csrf-test", at=int(time.time()))
+    open_session(client, userid, csrf="csrf-test")
     return "csrf-test"
 
 
 def test_form_and_filter_round_trip(base: Base, db_session: Any) -> None:
     from werkzeug.datastructures import MultiDict
 
-    from tagging.routes import filter_from_form, form_from_filter
+    from tagging.segments.routes import filter_from_form, form_from_filter
 
     form = MultiDict([("tag", base.tags["A类"]), ("tag", base.tags["教育"]), ("exclude_tag", base.tags["金融"]),
                       ("stage", "意向客户"), ("stage", "__none__"), ("owner", "zhangsan"), ("state", "expo"),
@@ -288,7 +290,7 @@ def test_console_builder_counts_and_saves(base: Base, client: Any, db_session: A
     assert saved.status_code == 302
     listing = client.get("/console/segments").get_data(as_text=True)
     assert "B类成交" in listing
-    from tagging.models import Segment
+    from tagging.segments.models import Segment
 
     segment = db_session.query(Segment).one()
     assert segment.filter == {"all": [{"wecom_tags": [base.tags["B类"]]}, {"stage": ["成交客户"]}]}
@@ -303,8 +305,8 @@ def test_console_segments_need_a_role(base: Base, client: Any, db_session: Any) 
 
 def test_scale_of_one_query(base: Base, db_session: Any) -> None:
     """More customers than the sample: the count is the full count, the sample is 10."""
-    from console.identity import Principal
-    from tagging.segments import preview
+    from identity.service import Principal
+    from tagging.segments.service import preview
 
     for i in range(12):
         add_customer(db_session, base, f"x{i}", [("zhangsan", ["A类"], "2026-04-01T00:00:00", "active")])
@@ -318,8 +320,8 @@ def test_preview_is_the_same_whether_the_probe_finds_all_matches_or_not(base: Ba
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL previews probe for a few matching ids first; a filter matching more is counted and
     sampled separately. Both ways give the same count and the same newest customers."""
-    from console.identity import Principal
-    from tagging import segments
+    from identity.service import Principal
+    from tagging.segments import service as segments
 
     for i in range(12):
         add_customer(db_session, base, f"p{i}", [("zhangsan", ["A类"], "2026-04-01T00:00:00", "active")])
@@ -337,9 +339,9 @@ def test_counts_from_id_sets_equal_the_row_by_row_count(base: Base, db_session: 
     from sqlalchemy import func, select
 
     from crm.models import Customer
-    from extensions import db
-    from tagging.segments import _id_set, _Ctx, _compile, count
-    from extensions import utcnow
+    from core.db import db
+    from tagging.segments.service import _id_set, _Ctx, _compile, count
+    from core.db import utcnow
 
     t = base.tags
     trees = [

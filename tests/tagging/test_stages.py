@@ -12,7 +12,7 @@ from tests.tagging.conftest import Base, token
 
 def test_default_list_and_change_history(base: Base, db_session: Any) -> None:
     from crm.models import AuditLog, StageChange
-    from tagging import stages
+    from tagging.lifecycle import stages
 
     assert stages.stage_names(TEST_CORP_ID) == ["潜在客户", "意向客户", "成交客户", "忠诚客户", "流失客户"]
     customer = base.customers["c"]
@@ -30,8 +30,8 @@ def test_default_list_and_change_history(base: Base, db_session: Any) -> None:
 def test_unknown_stage_is_refused(base: Base, db_session: Any) -> None:
     import pytest
 
-    from crm.service import UserValueError
-    from tagging import stages
+    from core.errors import UserValueError
+    from tagging.lifecycle import stages
 
     with pytest.raises(UserValueError, match="未知的客户阶段"):
         stages.change_stage(TEST_CORP_ID, base.customers["a"], "不存在", "zhangsan")
@@ -74,7 +74,7 @@ def test_stages_console_page(base: Base, client: Any, db_session: Any) -> None:
                                                    "stages": "新线索\n意向客户\n成交客户\n", "lost_stages": "流失客户",
                                                    "mirror": "on"})
     assert answer.status_code == 302
-    from tagging import stages
+    from tagging.lifecycle import stages
 
     assert stages.stage_names(TEST_CORP_ID) == ["新线索", "意向客户", "成交客户", "流失客户"]
     assert stages.mirror_enabled(TEST_CORP_ID)
@@ -90,7 +90,7 @@ def test_stages_console_page(base: Base, client: Any, db_session: Any) -> None:
 def test_mirror_marks_the_stage_tag_on_every_active_relation(base: Base, db_session: Any) -> None:
     """With the mirror on and the group 客户阶段 in the catalog, a stage change enqueues mark_tag per relation."""
     from crm.models import Tag, TagAssignment, TagGroup
-    from tagging import stages
+    from tagging.lifecycle import stages
     from wecom.models import OutboxCommand
 
     group = TagGroup(corp_id=TEST_CORP_ID, group_id="etg_stage", name="客户阶段")
@@ -121,7 +121,7 @@ def test_mirror_marks_the_stage_tag_on_every_active_relation(base: Base, db_sess
 
 
 def test_mirror_off_sends_nothing(base: Base, db_session: Any) -> None:
-    from tagging import stages
+    from tagging.lifecycle import stages
     from wecom.models import OutboxCommand
 
     stages.change_stage(TEST_CORP_ID, base.customers["a"], "成交客户", "zhangsan")

@@ -15,7 +15,7 @@ NOW = dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc)
 
 
 def event(db_session: Any, base: Base, nick: str, kind: str, days_ago: float, amount: str | None = None) -> None:
-    from tagging.models import BehaviorEvent
+    from tagging.lifecycle.models import BehaviorEvent
 
     n = db_session.query(BehaviorEvent).count()
     db_session.add(BehaviorEvent(corp_id=TEST_CORP_ID, event_id=f"t{n}", customer_id=base.customers[nick].id,
@@ -38,15 +38,15 @@ def rfm(base: Base, db_session: Any) -> Base:
 
 
 def tiers_of(base: Base, db_session: Any) -> dict[str, str]:
-    from tagging.models import ValueTier
+    from tagging.lifecycle.models import ValueTier
 
     by_id = {c.id: n for n, c in base.customers.items()}
     return {by_id[v.customer_id]: v.tier for v in db_session.query(ValueTier)}
 
 
 def test_classification(rfm: Base, db_session: Any) -> None:
-    from tagging.models import ValueTier
-    from tagging.tiers import compute_tiers
+    from tagging.lifecycle.models import ValueTier
+    from tagging.lifecycle.tiers import compute_tiers
 
     stats = compute_tiers(TEST_CORP_ID, now=NOW)
     db_session.commit()
@@ -63,7 +63,7 @@ def test_classification(rfm: Base, db_session: Any) -> None:
 
 
 def test_time_moves_customers_between_tiers(rfm: Base, db_session: Any) -> None:
-    from tagging.tiers import compute_tiers
+    from tagging.lifecycle.tiers import compute_tiers
 
     compute_tiers(TEST_CORP_ID, now=NOW)
     later = NOW + dt.timedelta(days=120)  # a's last order is now 130 days old, c's view 121
@@ -74,7 +74,7 @@ def test_time_moves_customers_between_tiers(rfm: Base, db_session: Any) -> None:
 
 
 def test_thresholds_are_configurable(rfm: Base, client: Any, db_session: Any) -> None:
-    from tagging.tiers import compute_tiers
+    from tagging.lifecycle.tiers import compute_tiers
 
     admin = token(db_session, "admin")
     bad = client.put("/api/v1/tiers/thresholds", json={"high_min_amount": -1}, headers=admin)
@@ -90,8 +90,8 @@ def test_thresholds_are_configurable(rfm: Base, client: Any, db_session: Any) ->
 
 
 def test_tiers_feed_segments(rfm: Base, db_session: Any) -> None:
-    from tagging.segments import compile_filter
-    from tagging.tiers import compute_tiers
+    from tagging.segments.service import compile_filter
+    from tagging.lifecycle.tiers import compute_tiers
 
     compute_tiers(TEST_CORP_ID, now=NOW)
     db_session.commit()
@@ -101,7 +101,7 @@ def test_tiers_feed_segments(rfm: Base, db_session: Any) -> None:
 
 def test_tier_tags_mirrored_through_the_outbox(rfm: Base, db_session: Any) -> None:
     from crm.models import Tag, TagAssignment, TagGroup
-    from tagging.tiers import TIERS, compute_tiers
+    from tagging.lifecycle.tiers import TIERS, compute_tiers
     from wecom.models import OutboxCommand
 
     group = TagGroup(corp_id=TEST_CORP_ID, group_id="etg_value", name="客户价值")
@@ -131,7 +131,7 @@ def test_tier_tags_mirrored_through_the_outbox(rfm: Base, db_session: Any) -> No
 
 
 def test_nightly_job_is_registered_and_commits(rfm: Base, app: Any, db_session: Any) -> None:
-    from crm.jobs import JOBS, run_job
+    from core.jobs import JOBS, run_job
 
     assert "nightly_value_tiers" in JOBS
     assert run_job(app, "nightly_value_tiers", "test-owner") is True

@@ -13,12 +13,13 @@ import requests
 from flask import Flask
 from sqlalchemy import func, select
 
-from extensions import db, utcnow
+from core.db import db, utcnow
 from tests.helpers import TEST_CORP_ID, TEST_SETTINGS
 from wecom import dispatch
 from wecom.crypto import CallbackCrypto, parse_xml
 from wecom.models import InboxEvent
-from wecom.service import inbox_stats, payload_hash, set_wake_hook, store_event
+from core.queue import set_wake_hook
+from wecom.service import inbox_stats, payload_hash, store_event
 
 URL = "/wecom/callback"
 CRYPTO = CallbackCrypto(TEST_SETTINGS["WECOM_TOKEN"], TEST_SETTINGS["WECOM_ENCODING_AES_KEY"], TEST_CORP_ID)
@@ -232,7 +233,7 @@ def test_a_failing_wake_hook_does_not_fail_the_answer(app: Flask, client: Any, h
         assert post(client, add_contact()).status_code == 200
     finally:
         set_wake_hook(app, None)
-    assert count() == 1 and logged(caplog, "wecom.callback.wake-failed")
+    assert count() == 1 and logged(caplog, "core.queue.wake-failed")
 
 
 # ---------------------------------------------------------------- idempotency

@@ -362,12 +362,12 @@ def test_database_store_does_not_touch_the_callers_session(wecom: responses.Requ
                                                            app: Any) -> None:
     from sqlalchemy import select
 
-    from extensions import db
+    from core.db import db
     from wecom.models import CachedCredential
 
     token_server(wecom)
     pending = CachedCredential(corp_id="wwpending0000001", kind="access_token", secret_hash="x" * 64,
-                               value="pending", expires_at=__import__("extensions").utcnow())
+                               value="pending", expires_at=__import__("core.db").db.utcnow())
     db_session.add(pending)
     client = make_client(store=DatabaseTokenStore())
     client.access_token()

@@ -1,0 +1,92 @@
+"""The database: the `db` and `migrate` singletons, the declarative base, and the column types every
+package uses (UTC datetimes, the corp scope).
+
+Part of `core`, the shared plumbing: nothing here imports a feature package.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import DateTime, MetaData, String, TypeDecorator, event
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
+
+from core.settings import Settings
+
+# Deterministic constraint names, so Alembic migrations read well and work on SQLite batch mode.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def from_epoch(seconds: int | str | None) -> dt.datetime | None:
+    """WeCom's epoch seconds → aware UTC datetime (0 and empty mean 'none')."""
+    if seconds in (None, "", 0, "0"):
+        return None
+    return dt.datetime.fromtimestamp(int(seconds), dt.timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Stored as naive UTC (portable across SQLite and PostgreSQL), returned as aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use aware UTC datetimes (core.db.utcnow())")
+        return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    registry = registry(metadata=MetaData(naming_convention=NAMING),
+                        type_annotation_map={dt.datetime: UTCDateTime()})
+
+
+class CorpScoped:
+    """Every table carries the corp it belongs to, so one database can serve several corps."""
+
+    corp_id: Mapped[str] = mapped_column(String(64), index=False)
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """The embedded default runs the web process and the worker on one SQLite file: WAL lets readers
+    and the writer work at once, and a writer waits for the lock instead of failing at once."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def init_app(app: Flask, conf: Settings) -> None:
+    db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+    migrate.init_app(app, db, directory=str(Path(__file__).parent.parent / "migrations"),
+                     render_as_batch=True, compare_type=True)

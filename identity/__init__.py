@@ -1,0 +1,18 @@
+"""Who is asking and what they may do: sign-in sessions, API tokens, roles and visibility scopes.
+
+Shared by the sidebar, the console and the JSON API of every feature (`identity.web` for views,
+`identity.service` for the rest). Imports `crm` (the staff) and `core`; every feature package
+above may import it.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from . import models  # noqa: F401  (tables known to migrations)
+    from .cli import roles_cli, tokens_cli
+
+    app.cli.add_command(tokens_cli)
+    app.cli.add_command(roles_cli)
