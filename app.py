@@ -1,5 +1,6 @@
 """The application factory: settings, the shared plumbing, then each package's `init_app` in one ordered
-list (the order of the dependencies, bottom up), then the domain-signal subscriptions, in one place.
+list (the order of the dependencies, bottom up), then every package's domain-signal subscriptions
+(each package lists its (signal, receiver) pairs in `subscriptions()`; they are connected here).
 
 Nothing happens at import time: `flask --app app run`, `gunicorn 'app:create_app()'` and the tests all
 call `create_app()`.
@@ -51,36 +52,23 @@ def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
     core.time.init_app(app)
     install_wake_listener()
 
+    import campaigns
+    import channels
     import console
     import crm
+    import handover
     import identity
     import sidebar
     import tagging
     import wecom
 
-    for package in (wecom, crm, identity, tagging, sidebar, console):
+    packages = (wecom, crm, identity, tagging, handover, campaigns, channels, sidebar, console)
+    for package in packages:
         package.init_app(app)
-    _subscribe()
+    for package in (identity, tagging, handover, campaigns, channels):
+        for signal, receiver in package.subscriptions():
+            signal.connect(receiver)
     return app
-
-
-def _subscribe() -> None:
-    """Who reacts to what: the domain signals and their subscribers, all in one table."""
-    from core import signals
-    from identity.service import on_staff_resigned
-    from tagging.rules import service as rules
-
-    subscriptions: list[tuple[Any, Any]] = [
-        (signals.staff_resigned, on_staff_resigned),
-        (signals.customer_added, rules.on_customer_added),
-        (signals.tags_changed, rules.on_tags_changed),
-        (signals.stage_changed, rules.on_stage_changed),
-        (signals.followup_written, rules.on_followup_written),
-        (signals.joined_group_chat, rules.on_joined_group_chat),
-        (signals.events_received, rules.on_events_received),
-    ]
-    for signal, receiver in subscriptions:
-        signal.connect(receiver)
 
 
 def _engine_options(conf: Settings) -> dict[str, Any]:

@@ -7,6 +7,8 @@ above may import it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask
 
 
@@ -16,3 +18,12 @@ def init_app(app: Flask) -> None:
 
     app.cli.add_command(tokens_cli)
     app.cli.add_command(roles_cli)
+
+
+def subscriptions() -> list[tuple[Any, Any]]:
+    """(domain signal, receiver) pairs that `create_app` connects: a resignation ends sessions and tokens."""
+    from core import signals
+
+    from .service import on_staff_resigned
+
+    return [(signals.staff_resigned, on_staff_resigned)]

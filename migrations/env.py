@@ -33,7 +33,10 @@ def get_engine_url():
 # target_metadata = mymodel.Base.metadata
 import core.models  # noqa: E402,F401  every model is imported here, so autogenerate sees them all
 import identity.models  # noqa: E402,F401
+import campaigns.models  # noqa: E402,F401
+import channels.models  # noqa: E402,F401
 import crm.models  # noqa: E402,F401
+import handover.models  # noqa: E402,F401
 import tagging.bulk.models  # noqa: E402,F401
 import tagging.drift.models  # noqa: E402,F401
 import tagging.lifecycle.models  # noqa: E402,F401

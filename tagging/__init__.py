@@ -15,6 +15,8 @@ Each has the project's file roles (`models`, `service`, `schemas`, `api`, `route
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Flask
 
 # Shared by the tagging pages: their stylesheet.
@@ -35,3 +37,19 @@ def init_app(app: Flask) -> None:
     for command in (drift_command, rules_command, jobs_command, facets_command):
         tagging_cli.add_command(command)
     app.cli.add_command(tagging_cli)
+
+
+def subscriptions() -> list[tuple[Any, Any]]:
+    """(domain signal, receiver) pairs that `create_app` connects: what sets off the auto-tagging rules."""
+    from core import signals
+
+    from .rules import service as rules
+
+    return [
+        (signals.customer_added, rules.on_customer_added),
+        (signals.tags_changed, rules.on_tags_changed),
+        (signals.stage_changed, rules.on_stage_changed),
+        (signals.followup_written, rules.on_followup_written),
+        (signals.joined_group_chat, rules.on_joined_group_chat),
+        (signals.events_received, rules.on_events_received),
+    ]

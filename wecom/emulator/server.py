@@ -313,7 +313,7 @@ class Emulator:
             body = request.get_json(silent=True) or {}
             if path.startswith("/emulator/act/") and method == "POST":
                 name = path.rsplit("/", 1)[-1]
-                if name not in Actions.NAMES:
+                if name not in Actions.names():
                     return _json({"error": f"unknown action {name!r}"}, 404)
                 result = getattr(self.act, name)(**body)
                 return _json({"result": list(result) if isinstance(result, tuple) else result})

@@ -1,0 +1,3 @@
+"""Tables of the campaigns package."""
+
+from __future__ import annotations

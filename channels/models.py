@@ -1,0 +1,3 @@
+"""Tables of the channels package."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""Tables of the handover package."""
+
+from __future__ import annotations
