@@ -19,6 +19,7 @@ import core.db
 import core.settings
 import core.time
 import core.uow
+from core.cli import tasks_cli
 from core.queue import install_wake_listener
 from core.settings import Settings
 
@@ -50,6 +51,7 @@ def create_app(config_override: Mapping[str, Any] | None = None) -> Flask:
     core.uow.init_app(app)
     core.api.init_app(app)
     core.time.init_app(app)
+    app.cli.add_command(tasks_cli)
     install_wake_listener()
 
     import campaigns

@@ -27,6 +27,8 @@ PY = VENV / "bin" / "python"
 LOCK = ROOT / "requirements.lock"
 CHROMIUM = "/usr/bin/chromium"
 CI_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+LINTED = ["app.py", "core", "wecom", "crm", "identity", "tagging", "handover", "campaigns", "channels", "sidebar",
+          "console", "bench", "dev.py"]
 
 DEMO_PORT = int(os.environ.get("DEMO_PORT", "5000"))
 EMULATOR_PORT = int(os.environ.get("EMULATOR_PORT", "8900"))
@@ -93,6 +95,13 @@ def cmd_test(args: list[str]) -> int:
     env.pop("TEST_DATABASE_URL", None)
     if ci:
         env.update(SCRM_REQUIRE_CHROMIUM="1", SCRM_REQUIRE_POSTGRES="1")
+    if not args:  # the whole suite: the static checks first (they take seconds)
+        for what, cmd in (("type check (mypy)", [str(PY), "-m", "mypy"]),
+                          ("lint (ruff: unused imports, undefined names)",
+                           [str(PY), "-m", "ruff", "check", "--select", "F", "--quiet", *LINTED])):
+            say(what)
+            if subprocess.run(cmd, cwd=ROOT, env=env).returncode != 0:
+                return 1
     say("test suite on SQLite")
     code = subprocess.run([str(PY), "-m", "pytest", *args], cwd=ROOT, env=env).returncode
     if ci and code == 0:

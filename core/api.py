@@ -22,7 +22,6 @@ import json
 import logging
 import re
 import secrets
-from pathlib import Path
 from typing import Any, Callable
 
 import flask_smorest
@@ -51,16 +50,30 @@ class TooDeep(ValueError):
     pass
 
 
+class NulCharacter(ValueError):
+    pass
+
+
 def _depth(value: Any, limit: int) -> None:
-    """Raise `TooDeep` when `value` nests more than `limit` levels (iterative: no recursion)."""
+    """Raise `TooDeep` when `value` nests more than `limit` levels (iterative: no recursion), and
+    `NulCharacter` for a string (or key) with a NUL character, which no database column may hold."""
     stack = [(value, 1)]
     while stack:
         item, level = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise NulCharacter("a string contains a NUL character (\\u0000)")
+            continue
         if isinstance(item, (dict, list)):
             if level > limit:
                 raise TooDeep(f"JSON nested more than {limit} levels")
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+            children = list(item.items()) if isinstance(item, dict) else item
+            for child in children:
+                if isinstance(child, tuple):  # a key and its value
+                    stack.append((child[0], level))
+                    stack.append((child[1], level + 1))
+                else:
+                    stack.append((child, level + 1))
 
 
 def loads_bounded(data: str | bytes, limit: int = MAX_JSON_DEPTH) -> Any:
@@ -73,6 +86,9 @@ def loads_bounded(data: str | bytes, limit: int = MAX_JSON_DEPTH) -> Any:
     return value
 
 
+_REFUSED = "(refused)"
+
+
 class ScrmParser(FlaskParser):
     """webargs' Flask parser with bounded JSON, and 422 for values the schema refuses."""
 
@@ -82,21 +98,35 @@ class ScrmParser(FlaskParser):
         if not webargs_core.is_json(req.mimetype):
             return webargs_core.missing
         data = req.get_data(cache=True)
+        if not data:
+            return webargs_core.missing
         try:
             return loads_bounded(data)
-        except TooDeep as exc:
-            raise json.JSONDecodeError(str(exc), "", 0) from None
-        except UnicodeDecodeError as exc:
-            raise json.JSONDecodeError(f"not UTF-8: {exc.reason}", "", 0) from None
+        except TooDeep:  # a non-empty `doc`: webargs takes an empty one for "no body at all"
+            raise json.JSONDecodeError(f"请求体嵌套超过 {MAX_JSON_DEPTH} 层", _REFUSED, 0) from None
+        except NulCharacter:
+            raise json.JSONDecodeError("请求体中含有空字符（\\u0000）", _REFUSED, 0) from None
+        except UnicodeDecodeError:
+            raise json.JSONDecodeError("请求体不是 UTF-8 编码", _REFUSED, 0) from None
+
+    def _handle_invalid_json_error(self, error: Any, req: Any, *args: Any, **kwargs: Any) -> Any:
+        """400 with the reason in plain words (webargs says only "Invalid JSON body.")."""
+        if getattr(error, "doc", None) == _REFUSED:
+            reason = error.msg
+        elif isinstance(error, json.JSONDecodeError):
+            reason = f"请求体不是有效的 JSON（第 {error.lineno} 行第 {error.colno} 列）"
+        else:
+            reason = "请求体不是有效的 JSON"
+        flask_smorest.abort(400, messages={"json": [reason]})
 
 
-class ApiBlueprint(flask_smorest.Blueprint):
+class ApiBlueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest is untyped
     """A blueprint of the JSON API; its routes are documented and validated by their schemas."""
 
     ARGUMENTS_PARSER = ScrmParser()
 
 
-class ScrmApi(flask_smorest.Api):
+class ScrmApi(flask_smorest.Api):  # type: ignore[misc]
     """flask-smorest's Api, minus its app-wide error handler (ours answers JSON under /api/ only)."""
 
     ERROR_SCHEMA = ErrorSchema
@@ -230,9 +260,9 @@ def _http_error_json(error: HTTPException) -> Response:
     code, message = HTTP_MESSAGES.get(status, ("error", error.name or "错误"))
     data = getattr(error, "data", None) or {}
     fields = _strip_location(_flatten(data.get("messages") or data.get("errors") or {}))
-    if status == 400 and (fields or "JSON" in (error.description or "")):
-        message = "请求体不是有效的 JSON，或嵌套太深"
-        fields = {"body": [f"请求体应为不超过 {MAX_JSON_DEPTH} 层嵌套的 JSON"]}
+    if status == 400 and "json" in (data.get("messages") or {}):
+        fields = {"body": list(fields.get("body") or [])}
+        message = fields["body"][0] if fields["body"] else message
     elif fields:
         first, problems = next(iter(fields.items()))
         message = f"{message}：{first} {problems[0]}"
@@ -296,7 +326,11 @@ def handle_crash(error: BaseException) -> Any:
 
 
 def _check_path_ids() -> Any:
-    """An integer path id past the database's range is a 422 naming it, not an overflow (a 500)."""
+    """An integer path id past the database's range is a 422 naming it, not an overflow (a 500); a NUL
+    character in the path or the query string, which no column may hold, is a 400."""
+    if _wants_json() and ("\x00" in request.path or any("\x00" in k or "\x00" in v
+                                                        for k, v in request.args.items(multi=True))):
+        return error_response(400, "bad_request", "请求中含有空字符（\\u0000）", {"query": ["不能含有空字符"]})
     for name, value in (request.view_args or {}).items():
         if isinstance(value, int) and not 0 <= value <= MAX_ID:
             if _wants_json():
@@ -354,7 +388,7 @@ def init_app(app: Flask) -> None:
         "components": {"securitySchemes": SECURITY_SCHEMES},
         "security": [{"bearerAuth": []}, {"sessionCookie": []}],
     })
-    api.register_converter(IdConverter, lambda converter: {"type": "integer", "format": "int64", "minimum": 0,
+    api.register_converter(IdConverter, lambda converter: {"type": "integer", "format": "int32", "minimum": 0,
                                                             "maximum": MAX_ID})
     app.register_blueprint(docs_bp)
     app.before_request(_check_path_ids)

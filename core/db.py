@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from flask import Flask
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, MetaData, String, TypeDecorator, event
+from sqlalchemy import CursorResult, DateTime, MetaData, Result, String, TypeDecorator, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 
 from core.settings import Settings
@@ -71,6 +71,18 @@ class CorpScoped:
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
+
+# Models subclass `Model`: Flask-SQLAlchemy's `db.Model` at run time, which the type checker sees as the
+# declarative `Base` it is built on (it cannot follow `db.Model`, an attribute made at run time).
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
+
+
+def rowcount(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE touched (the typed way to read `CursorResult.rowcount`)."""
+    return int(cast("CursorResult[Any]", result).rowcount or 0)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -30,7 +30,7 @@ from flask import Flask
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from core.db import db, utcnow
+from core.db import db, rowcount, utcnow
 from core.models import JobLock
 from core.settings import Settings, settings
 
@@ -80,7 +80,7 @@ def acquire(corp_id: str, name: str, owner: str, lease: dt.timedelta,
                                 .values(locked_by=owner, locked_until=now + lease, last_run_at=now)
                                 .execution_options(synchronize_session=False))
     db.session.commit()
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def release(corp_id: str, name: str, owner: str) -> None:

@@ -8,10 +8,10 @@ from typing import Any, Optional
 from sqlalchemy import JSON, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import CorpScoped, db, utcnow
+from core.db import CorpScoped, Model, utcnow
 
 
-class JobLock(CorpScoped, db.Model):
+class JobLock(CorpScoped, Model):
     """A scheduled job's lock, shared by every process that runs a scheduler.
 
     `locked_until` is a lease (a crashed process's lock runs out); `last_run_at` is when the job
@@ -28,7 +28,7 @@ class JobLock(CorpScoped, db.Model):
     last_run_at: Mapped[Optional[dt.datetime]]
 
 
-class Task(CorpScoped, db.Model):
+class Task(CorpScoped, Model):
     """Local work that must happen once, after the transaction that asked for it, in the worker.
 
     A service (or a signal subscriber) adds a task in its own transaction (`core.tasks.enqueue_task`);

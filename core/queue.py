@@ -16,7 +16,7 @@ from typing import Any, Callable
 from flask import Flask, current_app, has_app_context
 from sqlalchemy import Table, and_, event as sa_event, func, or_, select, update
 
-from core.db import db, utcnow
+from core.db import db, rowcount, utcnow
 
 log = logging.getLogger("scrm.core.queue")
 
@@ -78,7 +78,7 @@ def release_expired(*models: Any) -> int:
         result = db.session.execute(
             update(model).where(model.status == "pending", model.claimed_until < now)
             .values(claimed_by=None, claimed_until=None).execution_options(synchronize_session=False))
-        count += int(result.rowcount or 0)
+        count += rowcount(result)
     db.session.commit()
     if count:
         log.info("core.queue.claims-released count=%s", count)
@@ -88,7 +88,7 @@ def release_expired(*models: Any) -> int:
 def retry_delay(attempts: int, base: float = RETRY_BASE) -> float:
     """Exponential backoff with jitter: base, 2·base, 4·base … capped at RETRY_CAP seconds."""
     delay = min(RETRY_CAP, base * 2 ** max(0, attempts - 1))
-    return delay + random.uniform(0, delay / 4)
+    return float(delay + random.uniform(0, delay / 4))
 
 
 def backlog(model: Any, created: Any, corp_id: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from core.time import CHINA
 
-MAX_ID = 2**63 - 1  # PostgreSQL bigint; SQLite's integer is the same size
+MAX_ID = 2**31 - 1  # the tables' integer primary keys (PostgreSQL INTEGER); SQLite's are larger
 MIN_YEAR, MAX_YEAR = 2000, 2100
 
 
@@ -33,6 +33,11 @@ def Id(**kwargs: Any) -> fields.Integer:  # noqa: N802  (a field factory reads l
     return fields.Integer(strict=True, validate=validate.Range(1, MAX_ID), **kwargs)
 
 
+def Int(minimum: int, maximum: int, **kwargs: Any) -> fields.Integer:  # noqa: N802
+    """A whole number in [minimum, maximum]; a JSON string "365" is refused, not converted."""
+    return fields.Integer(strict=True, validate=validate.Range(minimum, maximum), **kwargs)
+
+
 def Text(max_length: int, *, min_length: int = 0, **kwargs: Any) -> fields.String:  # noqa: N802
     """A string of at most `max_length` characters (at least `min_length`)."""
     return fields.String(validate=validate.Length(min=min_length, max=max_length), **kwargs)
@@ -43,7 +48,8 @@ def WeComId(**kwargs: Any) -> fields.String:  # noqa: N802
     return fields.String(validate=validate.Length(min=1, max=64), **kwargs)
 
 
-def IdList(inner: fields.Field, *, max_items: int, min_items: int = 0, **kwargs: Any) -> fields.List:  # noqa: N802
+def IdList(inner: fields.Field[Any], *, max_items: int, min_items: int = 0,  # noqa: N802
+           **kwargs: Any) -> fields.List[Any]:
     """A JSON array (never a string) of at most `max_items` items."""
     return fields.List(inner, validate=validate.Length(min=min_items, max=max_items), **kwargs)
 
@@ -78,7 +84,9 @@ class ErrorDetail(ResponseSchema):
     code = fields.String(required=True, metadata={"description": "machine-readable: invalid, not_found, …"})
     message = fields.String(required=True, metadata={"description": "what is wrong, in plain words"})
     request_id = fields.String(metadata={"description": "quote it when reporting a 500"})
-    fields = fields.Dict(keys=fields.String(), metadata={"description": "per field: what is wrong with it"})
+    # `fields` would shadow marshmallow's Schema.fields: declared under another name, dumped as "fields".
+    field_errors = fields.Dict(keys=fields.String(), data_key="fields",
+                               metadata={"description": "per field: what is wrong with it"})
 
 
 class ErrorSchema(ResponseSchema):

@@ -64,6 +64,9 @@ class Settings:
     # Full sync schedule (hour of day, server local time) for the nightly reconcile.
     SCRM_SYNC_HOUR: int = 3
     MAX_CONTENT_LENGTH: int = 256 * 1024  # callbacks are small; the outer XML is parsed before the signature check
+    # A callback whose `timestamp` is further than this from our clock (seconds) is refused, as payment
+    # webhooks refuse stale signatures: WeCom's own retries come within minutes. 0 turns the check off.
+    SCRM_CALLBACK_MAX_SKEW: int = 24 * 3600
     extra: dict[str, Any] = field(default_factory=dict)
 
     REQUIRED = ("WECOM_CORP_ID", "WECOM_CONTACT_SECRET", "WECOM_TOKEN", "WECOM_ENCODING_AES_KEY",
@@ -131,6 +134,8 @@ class Settings:
             problems.append(f"DATABASE_URL={self.DATABASE_URL!r} must be a sqlite:/// or postgresql:// URL")
         if self.WECOM_TIMEOUT <= 0:
             problems.append("WECOM_TIMEOUT must be a positive number of seconds")
+        if self.SCRM_CALLBACK_MAX_SKEW < 0:
+            problems.append("SCRM_CALLBACK_MAX_SKEW must be a number of seconds (0 turns the check off)")
         if not 0 <= self.SCRM_SYNC_HOUR <= 23:
             problems.append("SCRM_SYNC_HOUR must be an hour from 0 to 23")
         if problems:

@@ -15,13 +15,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, cast
 
 from flask import Flask, current_app
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.exc import DBAPIError
 
-from core.db import db, utcnow
+from core.db import db, rowcount, utcnow
 from core.models import Task
 from core.queue import RETRY_BASE, backlog, claim, owned, retry_delay, wake_after_commit
 
@@ -43,7 +43,8 @@ def register_task(app: Flask, kind: str, fn: TaskHandler) -> None:
 
 
 def task_handler(kind: str) -> TaskHandler | None:
-    return current_app.extensions.get(HANDLERS_KEY, {}).get(kind)
+    handlers: dict[str, TaskHandler] = current_app.extensions.get(HANDLERS_KEY, {})
+    return handlers.get(kind)
 
 
 def enqueue_task(corp_id: str, kind: str, payload: dict[str, Any], *, dedupe_key: str | None = None,
@@ -68,7 +69,7 @@ def enqueue_task(corp_id: str, kind: str, payload: dict[str, Any], *, dedupe_key
 
 
 def claim_tasks(worker_id: str, limit: int = 10, lease: float = 60.0) -> list[int]:
-    table = Task.__table__
+    table = cast(Table, Task.__table__)
     return claim(table, table.c.deadline, worker_id, limit, lease)
 
 
@@ -93,7 +94,7 @@ def process_task(task_id: int, worker_id: str, *, retry_base: float = RETRY_BASE
             update(Task).where(owned(Task, task_id, worker_id))
             .values(status="done", done_at=utcnow(), last_error=None, claimed_by=None, claimed_until=None)
             .execution_options(synchronize_session=False))
-        if result.rowcount != 1:
+        if rowcount(result) != 1:
             db.session.rollback()
             log.warning("core.tasks.claim-lost id=%s worker=%s", task_id, worker_id)
             return "skipped"
@@ -129,4 +130,4 @@ def replay_tasks(corp_id: str) -> int:
         .values(status="pending", attempts=0, next_attempt_at=utcnow(), last_error=None, done_at=None,
                 claimed_by=None, claimed_until=None)
         .execution_options(synchronize_session=False))
-    return int(result.rowcount or 0)
+    return rowcount(result)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import click
-from flask.cli import AppGroup
 
-from core.db import db
 from core.settings import settings
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 from flask import Flask
 from sqlalchemy import delete, select

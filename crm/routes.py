@@ -43,14 +43,19 @@ def healthz() -> Any:
         .where(FollowRelation.corp_id == corp_id, FollowRelation.status == "active"))
     body["wecom_calls"] = call_counts()
     body["inbox"] = inbox_stats(corp_id)
+    body["tasks"] = task_stats(corp_id)
     body["outbox"] = outbox_stats(corp_id)
-    body["degraded"] = _degraded(body["inbox"], body["outbox"])
+    body["degraded"] = _degraded(body["inbox"], body["outbox"], body["tasks"])
     return jsonify(body)
 
 
-def _degraded(inbox: dict[str, Any], outbox: dict[str, Any]) -> list[str]:
+def _degraded(inbox: dict[str, Any], outbox: dict[str, Any], tasks: dict[str, Any]) -> list[str]:
     """Reasons an operator should look, in plain words (empty when all is well)."""
     reasons = []
+    if tasks["oldest_pending_age_s"] > BACKLOG_AGE_S:
+        reasons.append(f"tasks: oldest pending task waits {tasks['oldest_pending_age_s']:.0f}s (is a worker running?)")
+    if tasks["failed"]:
+        reasons.append(f"tasks: {tasks['failed']} failed task(s); see `flask tasks replay`")
     if inbox["oldest_pending_age_s"] > BACKLOG_AGE_S:
         reasons.append(f"inbox: oldest pending event waits {inbox['oldest_pending_age_s']:.0f}s "
                        "(is a worker running?)")

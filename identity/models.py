@@ -14,10 +14,10 @@ from typing import Optional
 from sqlalchemy import Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import CorpScoped, db, utcnow
+from core.db import CorpScoped, Model, utcnow
 
 
-class StaffRole(CorpScoped, db.Model):
+class StaffRole(CorpScoped, Model):
     __tablename__ = "staff_roles"
     __table_args__ = (UniqueConstraint("corp_id", "userid"),)
 
@@ -28,7 +28,7 @@ class StaffRole(CorpScoped, db.Model):
     granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class ApiToken(CorpScoped, db.Model):
+class ApiToken(CorpScoped, Model):
     """A bearer token for other systems; only its SHA-256 is stored."""
 
     __tablename__ = "api_tokens"
@@ -43,7 +43,7 @@ class ApiToken(CorpScoped, db.Model):
     revoked_at: Mapped[Optional[dt.datetime]]
 
 
-class UserSession(CorpScoped, db.Model):
+class UserSession(CorpScoped, Model):
     """A signed-in browser (the sidebar inside WeCom, or the console); only a hash of its id is stored."""
 
     __tablename__ = "user_sessions"

@@ -21,7 +21,7 @@ from typing import Iterable
 
 from sqlalchemy import select, update
 
-from core.db import db, utcnow
+from core.db import db, rowcount, utcnow
 from core.errors import UserValueError
 from core.signals import StaffResigned
 from crm.models import Staff
@@ -130,7 +130,7 @@ def revoke_tokens(corp_id: str, userid: str, actor: str) -> int:
     result = db.session.execute(update(ApiToken).where(ApiToken.corp_id == corp_id, ApiToken.userid == userid,
                                                        ApiToken.revoked_at.is_(None))
                                 .values(revoked_at=utcnow()).execution_options(synchronize_session=False))
-    count = int(result.rowcount or 0)
+    count = rowcount(result)
     if count:
         audit(corp_id, actor, "token.revoke", "staff", userid, {"count": count})
     return count
@@ -178,7 +178,7 @@ def revoke_sessions(corp_id: str, userid: str, reason: str) -> int:
                                                           UserSession.revoked_at.is_(None))
                                 .values(revoked_at=utcnow(), revoked_reason=reason)
                                 .execution_options(synchronize_session=False))
-    count = int(result.rowcount or 0)
+    count = rowcount(result)
     if count:
         log.info("identity.sessions.revoked corp=%s userid=%s count=%s reason=%s", corp_id, userid, count, reason)
     return count

@@ -169,10 +169,23 @@ def login_required(kind: str = "console") -> Callable[[F], F]:
                 raise Forbidden("页面已过期，请刷新后重试", fields={"csrf": ["缺少或错误的 CSRF 令牌"]})
             return view(*args, **kwargs)
 
-        wrapped.__scrm_login__ = kind  # type: ignore[attr-defined]  (read by the OpenAPI security docs)
         return wrapped  # type: ignore[return-value]
 
     return decorator
+
+
+ROLE_NAMES = {"admin": "管理员", "manager": "主管", "marketer": "营销", "staff": "员工"}
+
+
+def _document_roles(view: Any, roles: tuple[str, ...]) -> None:
+    """Say in the OpenAPI document (the operation's description) which roles may call a JSON route."""
+    doc = getattr(view, "_apidoc", None)
+    if doc is None:  # a page, not an API route
+        return
+    rest = "\n".join((view.__doc__ or "").strip().splitlines()[1:]).strip()
+    allowed = "、".join(dict.fromkeys(ROLE_NAMES[r] for r in roles if r in ROLE_NAMES))
+    doc.setdefault("manual_doc", {})["description"] = (rest + "\n\n" if rest else "") + f"需要角色：{allowed}。"
+    doc["manual_doc"]["x-roles"] = list(dict.fromkeys(roles))
 
 
 def require_role(*roles: str, kind: str = "console") -> Callable[[F], F]:
@@ -190,7 +203,7 @@ def require_role(*roles: str, kind: str = "console") -> Callable[[F], F]:
                 abort(403)
             return view(*args, **kwargs)
 
-        wrapped.__scrm_roles__ = ("admin", *roles)  # type: ignore[attr-defined]
+        _document_roles(wrapped, ("admin", *roles))
         return wrapped  # type: ignore[return-value]
 
     return decorator

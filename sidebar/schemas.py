@@ -21,7 +21,7 @@ class CustomerListQuery(RequestSchema):
     cursor = fields.String(load_default="", metadata={"maxLength": 32,
                                                       "description": "the previous page's next_cursor"})
     limit = fields.String(load_default="", metadata={"type": "integer", "minimum": 1, "maximum": 100,
-                                                     "description": "1 to 100, default 50"})
+                                                     "default": 50, "description": "1 to 100, default 50"})
 
 
 class ListedCustomer(ResponseSchema):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 import struct
 import time
@@ -27,7 +28,6 @@ from typing import Any
 from xml.parsers import expat
 
 import xmltodict
-from wechatpy.crypto import _get_signature
 from wechatpy.crypto.base import WeChatCipher
 from wechatpy.work.crypto import PrpCrypto, WeChatCrypto
 
@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 BLOCK = 32  # WeCom's PKCS#7 block size (not AES's 16)
+MAX_XML_DEPTH = 8  # WeCom's events nest three levels (<xml><MemChangeList><Item>); anything deeper is not WeCom
 
 
 class CallbackError(Exception):
@@ -93,7 +94,20 @@ def parse_xml(text: str | bytes) -> dict[str, Any]:
     root = doc.get("xml") if isinstance(doc, dict) else None
     if not isinstance(root, dict):
         raise MalformedXML("the root element must be <xml> with children")
+    if _depth(root) > MAX_XML_DEPTH:
+        raise MalformedXML(f"xml nested more than {MAX_XML_DEPTH} levels")
     return _normalize(root)
+
+
+def _depth(value: Any) -> int:
+    """How deep a parsed document nests (iteratively: a hostile document cannot exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
 
 
 def _normalize(data: dict[str, Any]) -> dict[str, Any]:
@@ -140,8 +154,8 @@ class CallbackCrypto(WeChatCrypto):
     # ------------------------------------------------------------ verifying
 
     def signature(self, timestamp: str, nonce: str, encrypted: str) -> str:
-        """sha1 of the four strings sorted and joined, lowercase hex."""
-        return _get_signature(self.token, timestamp, nonce, encrypted)
+        """sha1 of the four strings sorted and joined, lowercase hex (wecom-api.md §2.3)."""
+        return hashlib.sha1("".join(sorted([self.token, timestamp, nonce, encrypted])).encode()).hexdigest()
 
     def _check(self, msg_signature: str, timestamp: str, nonce: str, encrypted: str) -> None:
         expected = self.signature(timestamp, nonce, encrypted)

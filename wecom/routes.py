@@ -13,6 +13,7 @@ CSRF protection added later (e.g. `csrf.exempt(bp)` with Flask-WTF); the signatu
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -61,6 +62,19 @@ def _missing(names: tuple[str, ...]) -> list[str]:
     return [n for n in names if not request.args.get(n)]
 
 
+def _stale(timestamp: str) -> Response | None:
+    """Refuse a `timestamp` that is not a number, or is further from now than SCRM_CALLBACK_MAX_SKEW."""
+    skew = settings().SCRM_CALLBACK_MAX_SKEW
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        return _refuse(400, "wecom.callback.bad-timestamp", "timestamp is not a number", detail=timestamp[:32])
+    if skew and abs(time.time() - sent) > skew:
+        return _refuse(403, "wecom.callback.stale-timestamp", "timestamp outside the accepted window",
+                       detail=f"timestamp={sent}")
+    return None
+
+
 def _crypto_or_none() -> CallbackCrypto | None:
     try:
         return callback_crypto()
@@ -80,6 +94,9 @@ def verify_url() -> Response:
     if crypto is None:
         return _text("callback not configured", 503)
     args = request.args
+    stale = _stale(args["timestamp"])
+    if stale is not None:
+        return stale
     try:
         echo = crypto.verify_url(args["msg_signature"], args["timestamp"], args["nonce"], args["echostr"])
     except CallbackError as exc:
@@ -95,6 +112,9 @@ def receive_event() -> Response:
     if missing:
         return _refuse(400, "wecom.callback.missing-params",
                        "missing query parameters: " + ", ".join(missing))
+    stale = _stale(request.args["timestamp"])
+    if stale is not None:
+        return stale
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
     if limit is not None and (request.content_length or 0) > limit:
         return _refuse(413, "wecom.callback.too-large", "body too large",

@@ -408,10 +408,10 @@ def _finish(command_id: int, worker_id: str, kind: str, outcome: Outcome, *, err
             values["sending_at"] = None
     elif outcome == "done":
         values = {"status": "done", "done_at": now, "result": result, "last_errcode": None, "last_error": None,
-                  "claimed_by": None, "claimed_until": None}
+                  "claimed_by": None, "claimed_until": None, "sending_at": None}
     else:
         values = {"status": "failed", "done_at": now, "last_errcode": errcode, "last_error": error,
-                  "claimed_by": None, "claimed_until": None}
+                  "claimed_by": None, "claimed_until": None, "sending_at": None}
     stmt = (update(OutboxCommand).where(owned(OutboxCommand, command_id, worker_id)).values(**values)
             .execution_options(synchronize_session=False))
     hooks = outbox_hooks(kind)

@@ -64,6 +64,7 @@ def get_tiers() -> dict[str, Any]:
 @bp.arguments(ThresholdsIn)
 @bp.response(200, ThresholdsOut)
 def put_thresholds(data: dict[str, Any]) -> dict[str, Any]:
+    """Change the thresholds that place customers in value tiers (the others keep their value)."""
     p = principal()
     return {"thresholds": tiers.save_thresholds(p.corp_id, data, p.actor)}
 

@@ -155,6 +155,7 @@ def store_events(corp_id: str, items: Any, actor: str, scope: Scope | None = Non
     seen: set[str] = set()
     for item in items:
         raw_id = item.get("id") if isinstance(item, dict) else None
+        raw_id = raw_id[:128] if isinstance(raw_id, str) else None  # echoed back only when it is text
         try:
             event = _clean(item, now)
         except UserValueError as exc:

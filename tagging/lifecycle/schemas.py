@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import INCLUDE, ValidationError, fields, pre_load, validate
 
-from core.schemas import RequestSchema, ResponseSchema
+from core.schemas import Int, RequestSchema, ResponseSchema
 
 STAGE_ITEM = {"oneOf": [{"type": "string", "maxLength": 32},
                         {"type": "object", "properties": {"name": {"type": "string", "maxLength": 32},
@@ -43,12 +43,12 @@ class TiersOut(ResponseSchema):
 
 
 class ThresholdsIn(RequestSchema):
-    window_days = fields.Integer(validate=validate.Range(1, 3650))
-    high_min_orders = fields.Integer(validate=validate.Range(1, 100000))
-    high_min_amount = fields.Integer(validate=validate.Range(1, 10**9))
-    high_max_recency_days = fields.Integer(validate=validate.Range(1, 3650))
-    active_days = fields.Integer(validate=validate.Range(1, 3650))
-    churn_days = fields.Integer(validate=validate.Range(1, 3650))
+    window_days = Int(1, 3650)
+    high_min_orders = Int(1, 100000)
+    high_min_amount = Int(1, 10**9)
+    high_max_recency_days = Int(1, 3650)
+    active_days = Int(1, 3650)
+    churn_days = Int(1, 3650)
 
 
 class ThresholdsOut(ResponseSchema):
@@ -88,7 +88,7 @@ class EventIn(RequestSchema):
 
 
 class EventResult(ResponseSchema):
-    id = fields.Raw(metadata={"type": "string"})
+    id = fields.String(allow_none=True, metadata={"description": "the event's id as sent (null if it was not text)"})
     status = fields.String(metadata={"description": "stored | duplicate | unknown_customer | invalid"})
     error = fields.String()
 

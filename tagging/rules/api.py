@@ -29,6 +29,7 @@ def _rule(rule_id: int) -> TagRule:
 @require_role(*ROLES)
 @bp.response(200, RulesOut)
 def list_rules() -> dict[str, Any]:
+    """The rules, and the cascades recently stopped as loops."""
     corp_id = principal().corp_id
     return {"rules": [service.rule_dict(r) for r in service.list_rules(corp_id)],
             "loops": [{"rule_id": r.rule_id, "customer_id": r.customer_id, "chain": r.chain, "outcome": r.outcome,
@@ -40,6 +41,7 @@ def list_rules() -> dict[str, Any]:
 @bp.arguments(RuleIn)
 @bp.response(201, RuleOut)
 def create_rule(data: dict[str, Any]) -> dict[str, Any]:
+    """Create a rule: WHEN trigger IF condition (a segment filter) THEN actions."""
     p = principal()
     return service.rule_dict(service.save_rule(p.corp_id, p.actor, data))
 
@@ -48,6 +50,7 @@ def create_rule(data: dict[str, Any]) -> dict[str, Any]:
 @require_role(*ROLES)
 @bp.response(200, RuleOut)
 def get_rule(rule_id: int) -> dict[str, Any]:
+    """One rule."""
     return service.rule_dict(_rule(rule_id))
 
 
@@ -56,6 +59,7 @@ def get_rule(rule_id: int) -> dict[str, Any]:
 @bp.arguments(RuleIn)
 @bp.response(200, RuleOut)
 def update_rule(data: dict[str, Any], rule_id: int) -> dict[str, Any]:
+    """Replace a rule's definition."""
     p = principal()
     return service.rule_dict(service.save_rule(p.corp_id, p.actor, data, _rule(rule_id)))
 
@@ -64,6 +68,7 @@ def update_rule(data: dict[str, Any], rule_id: int) -> dict[str, Any]:
 @require_role(*ROLES)
 @bp.response(204)
 def delete_rule(rule_id: int) -> None:
+    """Delete a rule (it stops firing; its history stays)."""
     rule = _rule(rule_id)
     rule.deleted_at, rule.enabled = utcnow(), False
 

@@ -8,7 +8,7 @@ from marshmallow import fields, validate
 from core.schemas import JsonTree, RequestSchema, ResponseSchema, Text
 
 from ..segments.schemas import FILTER_DOC
-from .service import ACTIONS, TRIGGERS
+from .service import TRIGGERS
 
 ACTION_DOC = {"type": "object", "description": "one of {\"add_tags\": [tag_id…]}, {\"remove_tags\": [tag_id…]}, "
                                                "{\"set_stage\": 阶段}, {\"notify\": \"提醒文字，可用 {customer_name}\"}"}

@@ -48,6 +48,7 @@ def list_segments() -> dict[str, Any]:
 @bp.arguments(SegmentIn)
 @bp.response(201, SegmentOut)
 def create_segment(data: dict[str, Any]) -> dict[str, Any]:
+    """Save a segment: a name and a filter tree (its size as the caller sees it is answered)."""
     p = principal()
     row = service.save_segment(p.corp_id, data["name"], data["filter"], p.actor, description=data["description"])
     return service.segment_dict(row, service.segment_size(p, row))
@@ -57,6 +58,7 @@ def create_segment(data: dict[str, Any]) -> dict[str, Any]:
 @require_role(*ROLES)
 @bp.response(200, SegmentOut)
 def get_segment(segment_id: int) -> dict[str, Any]:
+    """One saved segment with its size."""
     p = principal()
     row = _segment(p, segment_id)
     return service.segment_dict(row, service.segment_size(p, row))
@@ -67,6 +69,7 @@ def get_segment(segment_id: int) -> dict[str, Any]:
 @bp.arguments(SegmentIn)
 @bp.response(200, SegmentOut)
 def update_segment(data: dict[str, Any], segment_id: int) -> dict[str, Any]:
+    """Replace a saved segment's name, filter and description."""
     p = principal()
     row = _segment(p, segment_id)
     service.save_segment(p.corp_id, data["name"], data["filter"], p.actor, description=data["description"],
@@ -78,5 +81,6 @@ def update_segment(data: dict[str, Any], segment_id: int) -> dict[str, Any]:
 @require_role(*ROLES)
 @bp.response(204)
 def delete_segment(segment_id: int) -> None:
+    """Delete a saved segment (its name is free again)."""
     p = principal()
     service.delete_segment(_segment(p, segment_id), p.actor)

@@ -179,6 +179,8 @@ def parse_moment(path: str, value: Any) -> dt.datetime:
                 moment = moment.replace(tzinfo=CHINA)
     except ValueError:
         raise FilterError(path, f"日期格式不对：{value!r}，应为 YYYY-MM-DD") from None
+    if not 2000 <= moment.year <= 2100:
+        raise FilterError(path, f"日期应在 2000 到 2100 年之间：{value!r}")
     return moment.astimezone(dt.timezone.utc)
 
 

@@ -280,3 +280,35 @@ def test_stage_and_tier_mirrors_create_their_groups_and_tag_customers_in_wecom(d
     settle(db_session, emu)
     assert emu.state.relation_tags("zhangsan", later) == {value_tags["高价值"]}
     assert tag_mirrors() == {"stages": 0, "tiers": 0}  # nothing left to correct
+
+
+# ---------------------------------------------------------------- rules run in the worker, not in the request
+
+
+def test_a_sidebar_tag_edit_answers_before_its_rules_run_and_the_rules_tag_reaches_wecom_once(
+        db_session: Any, wired: Any, client: Any) -> None:
+    from core.models import Task
+    from tagging.rules.service import save_rule
+    from tests.sidebar.conftest import oauth_sign_in
+
+    emu = wired
+    emu.act.add_staff("zhangsan", "张三")
+    _, (vip, follow_up) = emu.act.corp_tag_group_created("意向", ["VIP", "需回访"])
+    ext = emu.act.customer_adds_staff("zhangsan", name="看产品的", welcome_code=False)
+    settle(db_session, emu)
+    _catalog_ready(db_session, emu)
+    save_rule(TEST_CORP_ID, "admin1", {"name": "VIP 需回访", "trigger": "tag_added",
+                                       "trigger_params": {"tag_id": vip}, "actions": [{"add_tags": [follow_up]}]})
+    db_session.commit()
+    oauth_sign_in(client, emu, "zhangsan")
+    with client.session_transaction() as sess:
+        csrf = sess["csrf"]
+    answer = client.post(f"/api/v1/customers/{ext}/tags", json={"add": [vip]}, headers={"X-CSRF-Token": csrf})
+    assert answer.status_code == 202
+    assert [t["tag_id"] for t in answer.get_json()["tags"]] == [vip]  # the rule had not run when we answered
+    tasks = db_session.query(Task).filter(Task.kind == "rules.fire").all()
+    assert len(tasks) == 1 and tasks[0].payload["trigger"] == "tag_added"
+    settle(db_session, emu)
+    assert emu.state.relation_tags("zhangsan", ext) == {vip, follow_up}
+    assert [m.get("add_tag") for m in _marks(emu, ext)] == [[vip], [follow_up]]  # the rule's tag, once
+    assert _tag_ids(db_session, _relation(db_session, "zhangsan", ext)) == {vip, follow_up}

@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import logging
 import threading
+import time
 from typing import Any, Iterator
 
 import pytest
@@ -145,7 +146,8 @@ def vector_a_app(database_url: str, tmp_path: Any) -> Iterator[Flask]:
     application = create_app({**TEST_SETTINGS, "TESTING": True, "DATABASE_URL": database_url,
                               "SECRET_KEY": "x", "SCRM_EMBEDDED_WORKER": False, "WECOM_TOKEN": "QDG6eK",
                               "WECOM_ENCODING_AES_KEY": "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C",
-                              "WECOM_CORP_ID": "wx5823bf96d3bd56c7"})
+                              "WECOM_CORP_ID": "wx5823bf96d3bd56c7",
+                              "SCRM_CALLBACK_MAX_SKEW": 0})  # the official vectors were signed in 2014
     application.instance_path = str(tmp_path)
     yield application
     with application.app_context():
@@ -280,7 +282,7 @@ def _tampered() -> tuple[dict[str, str], bytes]:
 
 
 def _signed_body(body: bytes) -> tuple[dict[str, str], bytes]:
-    return {"msg_signature": "0" * 40, "timestamp": "1732420000", "nonce": "abc"}, body
+    return {"msg_signature": "0" * 40, "timestamp": str(int(time.time())), "nonce": "abc"}, body
 
 
 BOMB = ('<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
@@ -398,3 +400,27 @@ def test_inbox_stats(db_session: Any) -> None:
     stats = inbox_stats(TEST_CORP_ID)
     assert (stats["pending"], stats["failed"]) == (2, 1)
     assert 600 <= stats["oldest_pending_age_s"] < 660
+
+
+def test_a_stale_or_future_timestamp_is_refused_and_nothing_is_stored(client: Any, caplog: Any) -> None:
+    query, body = CRYPTO.encrypt_envelope(add_contact(), timestamp=int(time.time()) - 2 * 86400)
+    stale = client.post(URL, query_string=query, data=body, content_type="text/xml")
+    assert stale.status_code == 403 and logged(caplog, "wecom.callback.stale-timestamp")
+    query, body = CRYPTO.encrypt_envelope(add_contact(), timestamp=int(time.time()) + 2 * 86400)
+    assert client.post(URL, query_string=query, data=body, content_type="text/xml").status_code == 403
+    query, body = CRYPTO.encrypt_envelope(add_contact())
+    bad = client.post(URL, query_string={**query, "timestamp": "soon"}, data=body, content_type="text/xml")
+    assert bad.status_code == 400 and logged(caplog, "wecom.callback.bad-timestamp")
+    assert rows() == []
+    query, body = CRYPTO.encrypt_envelope(add_contact(), timestamp=int(time.time()) - 3600)  # a retry an hour on
+    assert client.post(URL, query_string=query, data=body, content_type="text/xml").status_code == 200
+    assert len(rows()) == 1
+
+
+def test_a_signed_plaintext_nested_too_deeply_is_a_400_stored_nowhere(client: Any, caplog: Any) -> None:
+    deep = "<a>" * 40 + "x" + "</a>" * 40
+    plaintext = (f"<xml><ToUserName><![CDATA[{TEST_CORP_ID}]]></ToUserName><MsgType><![CDATA[event]]></MsgType>"
+                 f"<Event><![CDATA[change_external_contact]]></Event><Deep>{deep}</Deep></xml>")
+    answer = post(client, plaintext)
+    assert answer.status_code == 400 and logged(caplog, "wecom.callback.malformed")
+    assert rows() == []

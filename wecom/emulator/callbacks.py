@@ -105,7 +105,9 @@ class CallbackDispatcher:
 
     def envelope(self, plaintext: str) -> tuple[dict[str, str], str]:
         """Encrypt once: the query (msg_signature, timestamp, nonce) and the XML body to POST."""
-        timestamp = str(self.clock_now())
+        # The query's timestamp is when the delivery is signed, on the wall clock (the app refuses one far
+        # from its own clock); the event's CreateTime inside the XML is the emulator's clock.
+        timestamp = str(int(time.time()))
         nonce = str(secrets.randbelow(10**10))
         reply = xmltodict.parse(self.crypto.encrypt_message(plaintext, nonce, timestamp))["xml"]
         encrypt = reply["Encrypt"]
