@@ -100,6 +100,13 @@ class Db:
         with self.engine.connect() as c:
             return c.execute(text(sql)).scalar()
 
+    def execute(self, sql: str) -> None:
+        from sqlalchemy import text
+
+        with self.engine.begin() as c:
+            c.execute(text(sql))
+        self.engine.dispose()
+
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 from flask import Flask
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import CursorResult, DateTime, MetaData, Result, String, TypeDecorator, event
+from sqlalchemy import CursorResult, DateTime, Engine, MetaData, Result, String, TypeDecorator, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 
 from core.settings import Settings
@@ -85,20 +85,37 @@ def rowcount(result: Result[Any]) -> int:
     return int(cast("CursorResult[Any]", result).rowcount or 0)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """The embedded default runs the web process and the worker on one SQLite file: WAL lets readers
     and the writer work at once, and a writer waits for the lock instead of failing at once."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA busy_timeout=30000")  # first: the next pragma may have to wait for a lock
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+        cursor.execute("PRAGMA journal_mode=WAL")  # kept by the database file once set
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+ENGINES_KEY = "scrm.core.engines"
+
+
+def register_engine(app: Flask, engine: Engine) -> None:
+    """Have `dispose_engines` close an engine a package made beside Flask-SQLAlchemy's (one per process)."""
+    app.extensions.setdefault(ENGINES_KEY, []).append(engine)
+
+
+def dispose_engines(app: Flask) -> None:
+    """Close every pooled connection of this app: Flask-SQLAlchemy's engine and the registered ones."""
+    with app.app_context():
+        db.engine.dispose()
+    for engine in app.extensions.pop(ENGINES_KEY, []):
+        engine.dispose()
 
 
 def init_app(app: Flask, conf: Settings) -> None:
     db.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
-            event.listen(db.engine, "connect", _sqlite_pragmas)
+            event.listen(db.engine, "connect", sqlite_pragmas)
     migrate.init_app(app, db, directory=str(Path(__file__).parent.parent / "migrations"),
                      render_as_batch=True, compare_type=True)

@@ -57,13 +57,25 @@ def _run(callbacks: list[Callable[[], Any]]) -> None:
             log.exception("core.uow.after-commit-failed fn=%r", fn)
 
 
+def _session_touched() -> bool:
+    """Whether this request used the session (a request that never did costs no COMMIT)."""
+    registry = db.session.registry
+    if not registry.has():
+        return False
+    session = registry()
+    return session.in_transaction() or bool(session.new or session.deleted or session.dirty)
+
+
 def _finish(response: Response) -> Response:
     failed = g.pop(_FAILED, False)
     callbacks = g.pop(_AFTER, [])
+    touched = _session_touched()
     if failed or response.status_code >= 400:
-        db.session.rollback()
+        if touched:
+            db.session.rollback()
         return response
-    db.session.commit()
+    if touched:
+        db.session.commit()
     _run(callbacks)
     return response
 

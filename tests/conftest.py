@@ -93,10 +93,9 @@ def app(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     with application.app_context():
         upgrade()
     yield application
-    with application.app_context():
-        from core.db import db
+    from core.db import dispose_engines
 
-        db.engine.dispose()
+    dispose_engines(application)
 
 
 @pytest.fixture()

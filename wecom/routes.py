@@ -4,19 +4,27 @@ A row of guard clauses, each refusing with its own stable log key and status, th
 the inbox, then `success`. Nothing slow happens before the answer (wecom-api.md §2.2: WeCom
 waits 5 s and retries on anything but 200); the worker applies the event later.
 
-Bad input never gets a 500, because a 500 makes WeCom retry what will never succeed.
+The endpoint is a small WSGI application in front of Flask (`install` wraps `app.wsgi_app`), not a
+Flask view: it is the one URL that takes bursts of a thousand requests a second, and Flask's request
+machinery (request and session objects, URL matching, hooks, response object) costs more than
+verifying, decrypting and storing a callback. Every other path goes to Flask untouched. Tests and
+the Flask test client reach it the same way, through `app.wsgi_app`.
 
-These URLs are called by WeCom's servers: they need no login, and they must stay exempt from any
-CSRF protection added later (e.g. `csrf.exempt(bp)` with Flask-WTF); the signature is their guard.
+Bad input never gets a 500, because a 500 makes WeCom retry what will never succeed; a database
+that cannot take the write answers 503, so that WeCom retries what will succeed later.
+
+These URLs are called by WeCom's servers: they need no login and no CSRF token (they never reach
+Flask's hooks); the signature is their guard.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any, Callable, Iterable
+from urllib.parse import parse_qsl
 
-from flask import Blueprint, Response, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from flask import Flask, current_app
 
 from core.settings import settings
 
@@ -25,8 +33,7 @@ from .service import store_event
 
 log = logging.getLogger("scrm.wecom")
 
-bp = Blueprint("wecom_callback", __name__)
-
+PATH = "/wecom/callback"
 CRYPTO_KEY = "scrm.wecom.callback_crypto"
 
 # Each refusal: (status, log key, the short body that says what is wrong).
@@ -36,15 +43,25 @@ REFUSALS: dict[type[CallbackError], tuple[int, str, str]] = {
     WrongCorp: (403, "wecom.callback.wrong-corp", "wrong receive id"),
     MalformedXML: (400, "wecom.callback.malformed", "malformed xml"),
 }
+STATUS_LINES = {200: "200 OK", 400: "400 Bad Request", 403: "403 Forbidden", 405: "405 Method Not Allowed",
+                413: "413 Payload Too Large", 503: "503 Service Unavailable"}
+
+StartResponse = Callable[..., Any]
+Answer = tuple[int, str]
 
 
-def _text(body: str, status: int = 200) -> Response:
-    return Response(body, status=status, mimetype="text/plain")
+class Refused(Exception):
+    """A guard clause said no: the status and body of the answer (already logged)."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(body)
+        self.status = status
+        self.body = body
 
 
-def _refuse(status: int, key: str, body: str, detail: str = "") -> Response:
-    log.warning("%s remote=%s %s", key, request.remote_addr, detail)
-    return _text(body, status)
+def _refuse(environ: dict[str, Any], status: int, key: str, body: str, detail: str = "") -> Refused:
+    log.warning("%s remote=%s %s", key, environ.get("REMOTE_ADDR"), detail)
+    return Refused(status, body)
 
 
 def callback_crypto() -> CallbackCrypto:
@@ -58,82 +75,123 @@ def callback_crypto() -> CallbackCrypto:
     return cached[1]
 
 
-def _missing(names: tuple[str, ...]) -> list[str]:
-    return [n for n in names if not request.args.get(n)]
-
-
-def _stale(timestamp: str) -> Response | None:
-    """Refuse a `timestamp` that is not a number, or is further from now than SCRM_CALLBACK_MAX_SKEW."""
-    skew = settings().SCRM_CALLBACK_MAX_SKEW
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        return _refuse(400, "wecom.callback.bad-timestamp", "timestamp is not a number", detail=timestamp[:32])
-    if skew and abs(time.time() - sent) > skew:
-        return _refuse(403, "wecom.callback.stale-timestamp", "timestamp outside the accepted window",
-                       detail=f"timestamp={sent}")
-    return None
-
-
-def _crypto_or_none() -> CallbackCrypto | None:
+def _crypto(environ: dict[str, Any]) -> CallbackCrypto:
     try:
         return callback_crypto()
     except ValueError as exc:  # settings are checked at start; this is a demo without keys
         log.error("wecom.callback.not-configured %s", exc)
-        return None
+        raise Refused(503, "callback not configured") from None
 
 
-@bp.get("/wecom/callback")
-def verify_url() -> Response:
-    """URL check: answer the decrypted echostr as plain text, no newline."""
-    missing = _missing(("msg_signature", "timestamp", "nonce", "echostr"))
+def _query(environ: dict[str, Any], names: tuple[str, ...]) -> dict[str, str]:
+    """The named query parameters (the first of each), refusing when one is missing or empty."""
+    args: dict[str, str] = {}
+    for name, value in parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True):
+        args.setdefault(name, value)
+    missing = [n for n in names if not args.get(n)]
     if missing:
-        return _refuse(400, "wecom.callback.missing-params",
-                       "missing query parameters: " + ", ".join(missing))
-    crypto = _crypto_or_none()
-    if crypto is None:
-        return _text("callback not configured", 503)
-    args = request.args
-    stale = _stale(args["timestamp"])
-    if stale is not None:
-        return stale
+        raise _refuse(environ, 400, "wecom.callback.missing-params", "missing query parameters: " + ", ".join(missing))
+    return args
+
+
+def _check_timestamp(environ: dict[str, Any], timestamp: str) -> None:
+    """Refuse a `timestamp` that is not a number, or is further from now than SCRM_CALLBACK_MAX_SKEW."""
     try:
-        echo = crypto.verify_url(args["msg_signature"], args["timestamp"], args["nonce"], args["echostr"])
-    except CallbackError as exc:
-        return _refuse(*REFUSALS[type(exc)], detail=str(exc))
-    log.info("wecom.callback.url-verified")
-    return _text(echo)
+        sent = int(timestamp)
+    except ValueError:
+        raise _refuse(environ, 400, "wecom.callback.bad-timestamp", "timestamp is not a number",
+                      detail=timestamp[:32]) from None
+    skew = settings().SCRM_CALLBACK_MAX_SKEW
+    if skew and abs(time.time() - sent) > skew:
+        raise _refuse(environ, 403, "wecom.callback.stale-timestamp", "timestamp outside the accepted window",
+                      detail=f"timestamp={sent}")
 
 
-@bp.post("/wecom/callback")
-def receive_event() -> Response:
-    """Event delivery: guard clauses, store in the inbox, answer `success`."""
-    missing = _missing(("msg_signature", "timestamp", "nonce"))
-    if missing:
-        return _refuse(400, "wecom.callback.missing-params",
-                       "missing query parameters: " + ", ".join(missing))
-    stale = _stale(request.args["timestamp"])
-    if stale is not None:
-        return stale
+def _body(environ: dict[str, Any]) -> bytes:
+    """The request body, refusing one longer than MAX_CONTENT_LENGTH (chunked ones included)."""
     limit = current_app.config.get("MAX_CONTENT_LENGTH")
-    if limit is not None and (request.content_length or 0) > limit:
-        return _refuse(413, "wecom.callback.too-large", "body too large",
-                       detail=f"length={request.content_length}")
+    stream = environ["wsgi.input"]
+    declared = environ.get("CONTENT_LENGTH") or ""
+    if declared:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise _refuse(environ, 400, "wecom.callback.bad-length", "bad Content-Length") from None
+        if limit is not None and length > limit:
+            raise _refuse(environ, 413, "wecom.callback.too-large", "body too large", detail=f"length={length}")
+        return bytes(stream.read(length)) if length > 0 else b""
+    chunked = environ.get("wsgi.input_terminated") or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if not chunked:
+        return b""
+    body = bytes(stream.read(limit + 1 if limit is not None else -1))
+    if limit is not None and len(body) > limit:
+        raise _refuse(environ, 413, "wecom.callback.too-large", "body too large", detail="chunked")
+    return body
+
+
+def _opened(environ: dict[str, Any], fn: Callable[[], Any]) -> Any:
     try:
-        body = request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        return _refuse(413, "wecom.callback.too-large", "body too large")
-    # A chunked body (no Content-Length) is cut at the limit by werkzeug without an error: a body
-    # that fills the limit is taken as one that went past it, never parsed truncated.
-    if limit is not None and request.content_length is None and len(body) >= limit:
-        return _refuse(413, "wecom.callback.too-large", "body too large", detail="chunked")
-    crypto = _crypto_or_none()
-    if crypto is None:
-        return _text("callback not configured", 503)
-    args = request.args
-    try:
-        plaintext, data = crypto.decrypt(args["msg_signature"], args["timestamp"], args["nonce"], body)
+        return fn()
     except CallbackError as exc:
-        return _refuse(*REFUSALS[type(exc)], detail=str(exc))
-    store_event(crypto.corp_id, plaintext, data)
-    return _text("success")
+        raise _refuse(environ, *REFUSALS[type(exc)], detail=str(exc)) from None
+
+
+def verify_url(environ: dict[str, Any]) -> Answer:
+    """URL check: answer the decrypted echostr as plain text, no newline."""
+    args = _query(environ, ("msg_signature", "timestamp", "nonce", "echostr"))
+    crypto = _crypto(environ)
+    _check_timestamp(environ, args["timestamp"])
+    echo = _opened(environ, lambda: crypto.verify_url(args["msg_signature"], args["timestamp"], args["nonce"],
+                                                      args["echostr"]))
+    log.info("wecom.callback.url-verified")
+    return 200, echo
+
+
+def receive_event(environ: dict[str, Any]) -> Answer:
+    """Event delivery: guard clauses, store in the inbox, answer `success`."""
+    args = _query(environ, ("msg_signature", "timestamp", "nonce"))
+    _check_timestamp(environ, args["timestamp"])
+    body = _body(environ)
+    crypto = _crypto(environ)
+    plaintext, data = _opened(environ, lambda: crypto.decrypt(args["msg_signature"], args["timestamp"],
+                                                              args["nonce"], body))
+    try:
+        store_event(crypto.corp_id, plaintext, data)
+    except Exception:  # the database is down or refused the write: WeCom retries, nothing is lost
+        log.exception("wecom.callback.store-failed remote=%s", environ.get("REMOTE_ADDR"))
+        return 503, "temporarily unavailable, retry later"
+    return 200, "success"
+
+
+class CallbackEndpoint:
+    """WSGI middleware: answers `/wecom/callback` itself and hands every other request to Flask."""
+
+    def __init__(self, app: Flask, wrapped: Callable[[dict[str, Any], StartResponse], Iterable[bytes]]) -> None:
+        self.app = app
+        self.wrapped = wrapped
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != PATH:
+            return self.wrapped(environ, start_response)
+        method = environ.get("REQUEST_METHOD", "GET")
+        headers = [("Content-Type", "text/plain; charset=utf-8")]
+        with self.app.app_context():
+            try:
+                if method == "POST":
+                    status, text = receive_event(environ)
+                elif method in ("GET", "HEAD"):
+                    status, text = verify_url(environ)
+                else:
+                    status, text = 405, "method not allowed"
+                    headers.append(("Allow", "GET, HEAD, POST"))
+            except Refused as refused:
+                status, text = refused.status, refused.body
+        payload = text.encode("utf-8")
+        headers.append(("Content-Length", str(len(payload))))
+        start_response(STATUS_LINES[status], headers)
+        return [b""] if method == "HEAD" else [payload]
+
+
+def install(app: Flask) -> None:
+    """Put the endpoint in front of the app's WSGI callable."""
+    app.wsgi_app = CallbackEndpoint(app, app.wsgi_app)  # type: ignore[method-assign]

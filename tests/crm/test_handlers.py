@@ -23,8 +23,7 @@ def deliver(event: str, change_type: str, fields: list[tuple[str, Any]], create_
     import time
 
     plaintext = event_xml(TEST_CORP_ID, create_time or int(time.time()), event, change_type, fields)
-    row, _ = store_event(TEST_CORP_ID, plaintext, parse_xml(plaintext))
-    return row.id
+    return store_event(TEST_CORP_ID, plaintext, parse_xml(plaintext)).id
 
 
 def apply(app: Any) -> None:

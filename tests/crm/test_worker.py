@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from core.jobs import JOBS, acquire, release, run_job
 from crm.models import AuditLog, Customer, FollowRelation
 from crm.worker import EMBEDDED_KEY, Worker
-from core.db import utcnow
+from core.db import dispose_engines, utcnow
 from tests.helpers import TEST_CORP_ID, TEST_SETTINGS
 from wecom import dispatch
 from wecom.client import WeComError
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _event(n: int, change_type: str = "transfer_fail") -> int:
     plaintext = event_xml(TEST_CORP_ID, 1795000000 + n, "change_external_contact", change_type,
                           [("FailReason", "customer_refused"), ("UserID", "u"), ("ExternalUserID", f"wm{n:030d}")])
-    return store_event(TEST_CORP_ID, plaintext, parse_xml(plaintext))[0].id
+    return store_event(TEST_CORP_ID, plaintext, parse_xml(plaintext)).id
 
 
 # ---------------------------------------------------------------- claims
@@ -65,7 +65,7 @@ def test_events_and_commands_with_a_deadline_are_claimed_first(db_session: Any) 
     older = [_event(n) for n in range(3)]
     plaintext = event_xml(TEST_CORP_ID, 1795000100, "change_external_contact", "add_external_contact",
                           [("UserID", "u"), ("ExternalUserID", "wm" + "9" * 30), ("WelcomeCode", "WC1")])
-    welcome = store_event(TEST_CORP_ID, plaintext, parse_xml(plaintext))[0]
+    welcome = db_session.get(InboxEvent, store_event(TEST_CORP_ID, plaintext, parse_xml(plaintext)).id)
     assert welcome.deadline == dt.datetime.fromtimestamp(1795000120, dt.timezone.utc)
     assert claim_events("worker-a", limit=2, lease=60) == [welcome.id, older[0]]
     assert claim_events("worker-a", limit=5, lease=60) == older[1:]
@@ -209,14 +209,12 @@ def test_embedded_worker_starts_with_the_first_request_once(database_url: str, d
             state[1].stop()
             state[2].shutdown(wait=False)
             state[1].thread.join(timeout=5)
-        with web.app_context():
-            from core.db import db
-
-            db.engine.dispose()
+        dispose_engines(web)
     off = create_app({**TEST_SETTINGS, "DATABASE_URL": database_url, "SECRET_KEY": "x",
                       "SCRM_EMBEDDED_WORKER": False})
     off.test_client().get("/livez")
     assert EMBEDDED_KEY not in off.extensions
+    dispose_engines(off)
 
 
 def test_healthz_reports_backlogs(client: Any, db_session: Any) -> None:

@@ -14,7 +14,7 @@ import requests
 from flask import Flask
 from sqlalchemy import func, select
 
-from core.db import db, utcnow
+from core.db import db, dispose_engines, utcnow
 from tests.helpers import TEST_CORP_ID, TEST_SETTINGS
 from wecom import dispatch
 from wecom.crypto import CallbackCrypto, parse_xml
@@ -150,8 +150,7 @@ def vector_a_app(database_url: str, tmp_path: Any) -> Iterator[Flask]:
                               "SCRM_CALLBACK_MAX_SKEW": 0})  # the official vectors were signed in 2014
     application.instance_path = str(tmp_path)
     yield application
-    with application.app_context():
-        db.engine.dispose()
+    dispose_engines(application)
 
 
 def test_official_vector_a_through_the_endpoint(vector_a_app: Flask, db_session: Any) -> None:
@@ -263,10 +262,10 @@ def test_two_different_events_in_the_same_second_are_two_rows(client: Any) -> No
 
 def test_same_payload_for_two_corps_is_two_rows(db_session: Any) -> None:
     plaintext = add_contact()
-    assert store_event(TEST_CORP_ID, plaintext, parse_xml(plaintext))[1] is True
-    assert store_event("wwother000000002", plaintext, parse_xml(plaintext))[1] is True
-    row, created = store_event(TEST_CORP_ID, plaintext, parse_xml(plaintext))
-    assert created is False and row.duplicates == 1 and count() == 2
+    assert store_event(TEST_CORP_ID, plaintext, parse_xml(plaintext)).created is True
+    assert store_event("wwother000000002", plaintext, parse_xml(plaintext)).created is True
+    again = store_event(TEST_CORP_ID, plaintext, parse_xml(plaintext))
+    assert again.created is False and again.duplicates == 1 and count() == 2
 
 
 # ---------------------------------------------------------------- refusals: nothing stored
@@ -371,6 +370,61 @@ def test_same_payload_from_many_threads_at_once_is_one_row(live_server: Any, db_
     assert row.duplicates == n - 1
 
 
+def test_a_burst_of_distinct_and_repeated_callbacks_is_one_row_each(live_server: Any, db_session: Any) -> None:
+    """Many threads at once, so the writer batches: every payload one row, every repeat counted on it."""
+    db_session.rollback()
+    payloads = [add_contact(f"wmBURST{i:04d}") for i in range(60)]
+    sends = [p for p in payloads for _ in range(2 if payloads.index(p) % 3 == 0 else 1)]  # every third twice
+    results: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def send(chunk: list[str]) -> None:
+        with requests.Session() as session:
+            for plaintext in chunk:
+                query, body = CRYPTO.encrypt_envelope(plaintext)
+                resp = session.post(live_server.url + URL, params=query, data=body, timeout=10)
+                with lock:
+                    results.append((resp.status_code, resp.text))
+
+    threads = [threading.Thread(target=send, args=(sends[i::8],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results == [(200, "success")] * len(sends)
+    stored = {r.payload_hash: r.duplicates for r in rows()}
+    assert stored == {payload_hash(p): (1 if i % 3 == 0 else 0) for i, p in enumerate(payloads)}
+
+
+def test_the_same_payload_twice_in_one_batch_is_one_row_and_one_duplicate(app: Flask, db_session: Any) -> None:
+    from wecom.service import InboxWriter, _Slot
+
+    writer = InboxWriter(db.engine.url, db.engine.dialect.name)
+    try:
+        now = utcnow()
+
+        def values(plaintext: str) -> dict[str, Any]:
+            return {"corp_id": TEST_CORP_ID, "payload_hash": payload_hash(plaintext), "event": "change_external_contact",
+                    "change_type": "add_external_contact", "payload": plaintext, "data": {}, "received_at": now,
+                    "duplicates": 0, "status": "ignored", "attempts": 0, "next_attempt_at": None,
+                    "processed_at": now, "deadline": None}
+
+        a, b = add_contact("wmA"), add_contact("wmB")
+        batch = [_Slot(values(a)), _Slot(values(b)), _Slot(values(a))]
+        writer._write(batch)  # noqa: SLF001  (one batch, as a burst would make it)
+        assert [s.error for s in batch] == [None] * 3
+        assert batch[0].result is not None and batch[2].result is not None
+        assert batch[0].result[0] == batch[2].result[0] != batch[1].result[0]  # type: ignore[index]
+        assert [s.result[1] for s in batch] == [0, 0, 1]  # type: ignore[index]
+        again = [_Slot(values(a)), _Slot(values(a))]
+        writer._write(again)  # noqa: SLF001
+        assert [s.result for s in again] == [(batch[0].result[0], 2), (batch[0].result[0], 3)]
+        db_session.rollback()
+        assert {r.payload_hash: r.duplicates for r in rows()} == {payload_hash(a): 3, payload_hash(b): 0}
+    finally:
+        writer.dispose()
+
+
 def test_chunked_oversized_body_is_413(live_server: Any) -> None:
     query, body = CRYPTO.encrypt_envelope(add_contact())
 
@@ -391,11 +445,12 @@ def test_inbox_stats(db_session: Any) -> None:
     assert inbox_stats(TEST_CORP_ID) == {"pending": 0, "failed": 0, "oldest_pending_age_s": 0.0}
     for i, status in enumerate(["pending", "pending", "failed", "done", "ignored"]):
         plaintext = add_contact(f"wmCUSTOMER{i:04d}")
-        row, _ = store_event(TEST_CORP_ID, plaintext, parse_xml(plaintext))
+        row = db.session.get(InboxEvent, store_event(TEST_CORP_ID, plaintext, parse_xml(plaintext)).id)
         row.status = status
         row.received_at = utcnow() - dt.timedelta(minutes=10 - i)
+        db_session.commit()  # the callback path writes on a connection of its own
     plaintext = add_contact("wmOTHERCORP")
-    store_event("wwother000000002", plaintext, parse_xml(plaintext))[0].status = "pending"
+    db.session.get(InboxEvent, store_event("wwother000000002", plaintext, parse_xml(plaintext)).id).status = "pending"
     db_session.commit()
     stats = inbox_stats(TEST_CORP_ID)
     assert (stats["pending"], stats["failed"]) == (2, 1)
