@@ -29,6 +29,7 @@ from wecom.client import WeComError
 from .models import (Customer, FollowRelation, GroupChat, GroupChatMember, Staff, SyncRun, Tag, TagAssignment,
                      TagGroup)
 from .service import ensure_corp
+from .upsert import Follow, Reported, write_customers
 
 log = logging.getLogger("scrm.crm.sync")
 
@@ -151,7 +152,8 @@ class FullSync:
         self._report(self.progress)
 
     def _count(self, key: str, n: int = 1) -> None:
-        self.progress.counts[key] = self.progress.counts.get(key, 0) + n
+        if n:
+            self.progress.counts[key] = self.progress.counts.get(key, 0) + n
 
     # ------------------------------------------------------------------ staff
 
@@ -284,75 +286,27 @@ class FullSync:
             self._save(state)
 
     def apply_rows(self, rows: list[dict[str, Any]], seen_at: dt.datetime) -> None:
-        """Upsert one page of `batch/get_by_user` rows: customers, relations and their tags."""
+        """Upsert one page of `batch/get_by_user` rows: customers, relations and their tags, set-based
+        (`crm.upsert`: a handful of statements a page). Relations a protector names keep their state."""
         if not rows:
             return
-        contacts = {r["external_contact"]["external_userid"]: r["external_contact"] for r in rows}
-        customers = {c.external_userid: c for c in db.session.scalars(
-            select(Customer).where(Customer.corp_id == self.corp_id,
-                                   Customer.external_userid.in_(list(contacts))))}
-        for ext_id, contact in contacts.items():
-            customer = customers.get(ext_id)
-            if customer is None:
-                customer = Customer(corp_id=self.corp_id, external_userid=ext_id)
-                db.session.add(customer)
-                customers[ext_id] = customer
-                self._count("customers_created")
-            apply_contact(customer, contact, seen_at)
-        db.session.flush()
-        by_id = {c.id: c for c in customers.values()}
-        relations = {(r.customer_id, r.userid): r for r in db.session.scalars(
-            select(FollowRelation).where(FollowRelation.customer_id.in_(list(by_id))))}
-        protected = protected_relations(self.corp_id, [r.id for r in relations.values()])
-        wanted_tags: dict[int, set[int]] = {}
-        fresh: list[tuple[FollowRelation, set[int]]] = []
-        for row in rows:
-            info = row["follow_info"]
-            customer = customers[row["external_contact"]["external_userid"]]
-            rel = relations.get((customer.id, info["userid"]))
-            if rel is None:
-                rel = FollowRelation(corp_id=self.corp_id, customer_id=customer.id, userid=info["userid"])
-                db.session.add(rel)
-                relations[(customer.id, rel.userid)] = rel
-                self._count("relations_created")
-            elif rel.id in protected:
-                rel.synced_at = seen_at  # seen in WeCom, but its pending local change wins for now
-                self._count("relations_protected")
-                continue
-            elif rel.status != "active":
-                self._count("relations_healed")
-            apply_follow_info(rel, info, seen_at)
-            tag_pks = set()
-            for tag_id in info.get("tag_id") or []:
-                pk = self.tag_pks.get(tag_id)
-                if pk is None:
-                    self._count("unknown_tag_ids")  # rule-group or personal tags, not in the corp catalog
-                else:
-                    tag_pks.add(pk)
-            fresh.append((rel, tag_pks))
-        db.session.flush()
-        for rel, tag_pks in fresh:
-            wanted_tags[rel.id] = tag_pks
-        self._apply_tags(wanted_tags)
+        reported = [Reported(row["external_contact"],
+                             [Follow(row["follow_info"]["userid"], row["follow_info"],
+                                     list(row["follow_info"].get("tag_id") or []))]) for row in rows]
+        exts = sorted({r.external_userid for r in reported})
+        relation_ids = list(db.session.scalars(
+            select(FollowRelation.id).join(Customer, Customer.id == FollowRelation.customer_id)
+            .where(Customer.corp_id == self.corp_id, Customer.external_userid.in_(exts))))
+        written = write_customers(self.corp_id, reported, seen_at, tag_pks=self.tag_pks, source="sync",
+                                  protected=protected_relations(self.corp_id, relation_ids))
+        self._count("customers_created", len(written.created_customers))
+        self._count("relations_created", len(written.created_relations))
+        self._count("relations_protected", written.protected_relations)
+        self._count("relations_healed", written.healed_relations)
+        self._count("tags_added", written.tags_added)
+        self._count("tags_removed", written.tags_removed)
+        self._count("unknown_tag_ids", written.unknown_tag_ids)
         self._count("rows", len(rows))
-
-    def _apply_tags(self, wanted: dict[int, set[int]]) -> None:
-        if not wanted:
-            return
-        current: dict[int, dict[int, TagAssignment]] = {rid: {} for rid in wanted}
-        for a in db.session.scalars(select(TagAssignment).where(TagAssignment.relation_id.in_(list(wanted)))):
-            current[a.relation_id][a.tag_pk] = a
-        rel_customer = dict(db.session.execute(
-            select(FollowRelation.id, FollowRelation.customer_id).where(FollowRelation.id.in_(list(wanted)))).all())
-        for rid, tag_pks in wanted.items():
-            have = current[rid]
-            for pk in tag_pks - set(have):
-                db.session.add(TagAssignment(corp_id=self.corp_id, relation_id=rid, tag_pk=pk,
-                                             customer_id=rel_customer[rid], source="sync"))
-                self._count("tags_added")
-            for pk in set(have) - tag_pks:
-                db.session.delete(have[pk])
-                self._count("tags_removed")
 
     def mark_lost_relations(self, follow_users: list[str]) -> None:
         """Active relations of synced staff that WeCom did not return this run are lost."""

@@ -4,7 +4,7 @@ added, stage, last follow-up), so a segment over a million customers is one scan
 
 The table, the `customer_facets_expected` view that defines each row from the source tables, and
 the statement-level triggers that refresh rows whenever a source row changes are created by the
-migration `3f7a9c2e5b10` (read it for the locking argument). Nothing in Python writes facets; this
+migrations `3f7a9c2e5b10` and `a10b0c0d0e05` (read the latter for the locking argument). Nothing in Python writes facets; this
 module only describes the table for queries, and checks or rebuilds it against the view
 (`flask tagging facets`).
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from crm.models import AuditLog, Customer, FollowRelation, FollowUp, Tag, TagAssignment, TagGroup
+from crm.models import AuditLog, Customer, FollowRelation, Tag, TagAssignment, TagGroup
 from crm.service import write_followup
 from tests.helpers import TEST_CORP_ID, run_tasks
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import threading
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .server import Emulator
 
@@ -72,3 +72,16 @@ def main(argv: Sequence[str] | None = None) -> None:
                    agent_secret=args.agent_secret, token=args.token, encoding_aes_key=args.encoding_aes_key,
                    callback_url=args.callback_url, seed=seed)
     serve(emu, args.host, args.port)
+
+
+def application() -> Any:
+    """The WSGI app of an emulator configured from the environment, to serve it under gunicorn (one
+    worker process: the state lives in memory; threads are fine):
+
+        EMULATOR_SEED=1000 EMULATOR_CALLBACK_URL=http://127.0.0.1:8000/wecom/callback \\
+            gunicorn -w 1 -k gthread --threads 8 "wecom.emulator.run:application()"
+    """
+    settings = {name: os.environ.get(env, default) for name, (env, default) in DEFAULTS.items()}
+    emu = Emulator(**settings, callback_url=os.environ.get("EMULATOR_CALLBACK_URL") or None,
+                   seed=parse_seed(os.environ.get("EMULATOR_SEED")))
+    return emu.wsgi

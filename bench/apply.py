@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Apply-rate benchmark: how many inbox events a second `flask worker` processes turn into customers.
+
+Starts, on a fresh database (PostgreSQL by default): the web server as the production recipe runs it
+(`deploy/gunicorn.conf.py`) and the WeCom emulator under gunicorn in its own process (so it answers
+at once and its cost is not the worker's), its callbacks going to the web server. Then:
+
+1. N distinct customers add a staff member (N real encrypted add_external_contact callbacks) with no
+   worker running, so the inbox holds N pending events; one `flask worker` is started and timed
+   until the inbox is empty: the apply rate of one worker.
+2. The same with N more customers and two workers.
+3. Sustained load: customers keep adding at 200 a second for S seconds while one worker runs; the
+   pending backlog is sampled every 0.2 s. The inbox must not grow.
+
+It checks every event was applied exactly once (one audit row each, one active relation each) and
+counts WeCom calls (one `externalcontact/get` per customer).
+
+    .venv/bin/python bench/apply.py [--events 5000] [--sustain 20] [--json out.json]
+    BENCH_DATABASE_URL=sqlite .venv/bin/python bench/apply.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from worker_crash import ENV, PY, Db, database, free_port, wait_http  # noqa: E402
+
+WORKER = ["-m", "flask", "worker", "--no-scheduler"]
+
+
+class Stack:
+    """The web server, the emulator and the worker processes of one run."""
+
+    def __init__(self, tmp: str) -> None:
+        self.db_url, self.kind, self.drop = database(tmp)
+        self.env = {**os.environ, **ENV, "DATABASE_URL": self.db_url, "SCRM_EMBEDDED_WORKER": "0"}
+        self.logs = open(Path(tmp) / "processes.log", "ab")
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.db = Db(self.db_url)
+
+    def start(self) -> "Stack":
+        subprocess.run([PY, "-m", "flask", "db", "upgrade"], cwd=ROOT, env=self.env, check=True, capture_output=True)
+        web_port, emu_port = free_port(), free_port()
+        self.web = f"http://127.0.0.1:{web_port}"
+        self.emulator = f"http://127.0.0.1:{emu_port}"
+        emu_env = {**self.env, "EMULATOR_CALLBACK_URL": self.web + "/wecom/callback"}
+        self._spawn([PY, "-m", "gunicorn", "-w", "1", "-k", "gthread", "--threads", "16", "--no-control-socket",
+                     "-b", f"127.0.0.1:{emu_port}", "wecom.emulator.run:application()"], emu_env)
+        self._spawn([PY, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"), "-b",
+                     f"127.0.0.1:{web_port}", "app:create_app()"], self.env)
+        wait_http(self.emulator + "/emulator/summary", self.procs[0])
+        wait_http(self.web + "/livez", self.procs[1])
+        self.env["WECOM_API_BASE"] = self.emulator
+        self.http = requests.Session()
+        self.act("add_staff", userid="zhangsan", name="张三")
+        return self
+
+    def _spawn(self, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self.logs, stderr=self.logs)
+        self.procs.append(proc)
+        return proc
+
+    def act(self, action: str, **body: Any) -> Any:
+        resp = self.http.post(f"{self.emulator}/emulator/act/{action}", json=body, timeout=30)
+        resp.raise_for_status()
+        return resp.json()["result"]
+
+    def wait_delivered(self, timeout: float = 600) -> None:
+        resp = self.http.post(f"{self.emulator}/emulator/wait-idle", json={"timeout": timeout}, timeout=timeout + 5)
+        if not resp.json().get("idle"):
+            raise SystemExit("the emulator could not deliver every callback")
+
+    def calls(self, path: str) -> int:
+        return int(self.http.get(f"{self.emulator}/emulator/calls", params={"path": path}, timeout=10).json()[path])
+
+    def start_workers(self, n: int) -> None:
+        for _ in range(n):
+            self.workers.append(self._spawn([PY, *WORKER], self.env))
+
+    def stop_workers(self) -> None:
+        for proc in self.workers:
+            proc.terminate()
+        for proc in self.workers:
+            proc.wait(30)
+        self.workers.clear()
+
+    def pending(self) -> int:
+        return int(self.db.scalar("SELECT count(*) FROM wecom_inbox WHERE status = 'pending'") or 0)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        self.logs.close()
+        self.db.engine.dispose()
+        self.drop()
+
+
+def add_customers(stack: Stack, n: int, prefix: str) -> None:
+    """n customers add zhangsan, from 8 threads (the emulator delivers each callback)."""
+    def run(part: range) -> None:
+        session = requests.Session()
+        for i in part:
+            resp = session.post(f"{stack.emulator}/emulator/act/customer_adds_staff", timeout=30,
+                                json={"userid": "zhangsan", "name": f"{prefix}{i}", "welcome_code": False})
+            resp.raise_for_status()
+
+    threads = [threading.Thread(target=run, args=(range(k, n, 8),)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def drain(stack: Stack, workers: int, expected_rows: int, timeout: float = 900) -> float:
+    """Start `workers` processes and time them until every inbox row is done; seconds."""
+    started = time.monotonic()
+    stack.start_workers(workers)
+    while time.monotonic() - started < timeout:
+        if stack.pending() == 0 and (stack.db.scalar("SELECT count(*) FROM wecom_inbox") or 0) >= expected_rows:
+            break
+        time.sleep(0.05)
+    else:
+        raise SystemExit(f"the inbox was not drained in {timeout:.0f}s")
+    elapsed = time.monotonic() - started
+    stack.stop_workers()
+    return elapsed
+
+
+def sustain(stack: Stack, rate: float, seconds: float, prefix: str) -> dict[str, Any]:
+    """Customers add at `rate`/s while one worker runs; the pending backlog, sampled."""
+    stack.start_workers(1)
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            samples.append(stack.pending())
+            stop.wait(0.2)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    session = requests.Session()
+    started = time.monotonic()
+    sent = 0
+    while time.monotonic() - started < seconds:
+        due = int((time.monotonic() - started) * rate)
+        while sent < due:
+            session.post(f"{stack.emulator}/emulator/act/customer_adds_staff", timeout=30,
+                         json={"userid": "zhangsan", "name": f"{prefix}{sent}", "welcome_code": False}).raise_for_status()
+            sent += 1
+        time.sleep(0.002)
+    achieved = sent / (time.monotonic() - started)
+    stack.wait_delivered()
+    drained_at = time.monotonic()
+    while stack.pending() and time.monotonic() - drained_at < 120:
+        time.sleep(0.05)
+    tail = time.monotonic() - drained_at
+    stop.set()
+    sampler.join()
+    stack.stop_workers()
+    half = len(samples) // 2
+    return {"rate": achieved, "seconds": seconds, "events": sent, "max_pending": max(samples or [0]),
+            "pending_first_half_max": max(samples[:half] or [0]), "pending_second_half_max": max(samples[half:] or [0]),
+            "drain_after_last_s": tail}
+
+
+def run(events: int, sustain_s: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        stack = Stack(tmp).start()
+        try:
+            add_customers(stack, events, "一号批客户")
+            stack.wait_delivered()
+            gets_before = stack.calls("/cgi-bin/externalcontact/get")
+            one = drain(stack, 1, events)
+            gets_one = stack.calls("/cgi-bin/externalcontact/get") - gets_before
+            add_customers(stack, events, "二号批客户")
+            stack.wait_delivered()
+            two = drain(stack, 2, 2 * events)
+            steady = sustain(stack, 200, sustain_s, "持续客户") if sustain_s else {}
+            total = 2 * events + steady.get("events", 0)
+            db = stack.db
+            figures = {
+                "database": stack.kind, "events": events,
+                "one_worker_s": one, "one_worker_rate": events / one,
+                "two_workers_s": two, "two_workers_rate": events / two,
+                "externalcontact_get_per_event": gets_one / events,
+                "sustained": steady,
+                "inbox_rows": db.scalar("SELECT count(*) FROM wecom_inbox"),
+                "done": db.scalar("SELECT count(*) FROM wecom_inbox WHERE status = 'done'"),
+                "events_with_one_audit_row": db.scalar(
+                    "SELECT count(*) FROM (SELECT target_id FROM audit_log WHERE actor = 'wecom' "
+                    "GROUP BY target_id HAVING count(*) = 1) x"),
+                "audit_rows": db.scalar("SELECT count(*) FROM audit_log WHERE actor = 'wecom'"),
+                "active_relations": db.scalar("SELECT count(*) FROM follow_relations WHERE status = 'active'"),
+                "expected": total,
+            }
+        finally:
+            stack.stop()
+    figures["exactly_once"] = (figures["inbox_rows"] == figures["done"] == figures["expected"]
+                               == figures["audit_rows"] == figures["events_with_one_audit_row"]
+                               == figures["active_relations"])
+    return figures
+
+
+def report(f: dict[str, Any]) -> None:
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"database {f['database']}, emulator under gunicorn in its own process")
+    print("| workers | events | seconds | events/s |\n| ---: | ---: | ---: | ---: |")
+    print(f"| 1 | {f['events']:,} | {f['one_worker_s']:.1f} | {f['one_worker_rate']:,.0f} |")
+    print(f"| 2 | {f['events']:,} | {f['two_workers_s']:.1f} | {f['two_workers_rate']:,.0f} |")
+    print(f"externalcontact/get per event: {f['externalcontact_get_per_event']:.2f}")
+    s = f["sustained"]
+    if s:
+        grows = s["pending_second_half_max"] > max(50, 2 * s["pending_first_half_max"])
+        print(f"sustained {s['rate']:.0f} callbacks/s for {s['seconds']:.0f}s with one worker: pending at most "
+              f"{s['max_pending']} (first half {s['pending_first_half_max']}, second half "
+              f"{s['pending_second_half_max']}); empty {s['drain_after_last_s']:.1f}s after the last callback: "
+              f"{'GROWS' if grows else 'does not grow'}")
+    target = f["one_worker_rate"] >= 400 and f["two_workers_rate"] > f["one_worker_rate"]
+    print(f"target (one worker ≥ 400/s, two more than one): {'met' if target else 'MISSED'}; "
+          f"exactly once: {'yes' if f['exactly_once'] else 'NO'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=5000)
+    parser.add_argument("--sustain", type=float, default=20.0)
+    parser.add_argument("--json", default="")
+    opts = parser.parse_args()
+    figures = run(opts.events, opts.sustain)
+    report(figures)
+    if opts.json:
+        Path(opts.json).write_text(json.dumps({"apply": figures}, indent=2))
+    if not figures["exactly_once"]:
+        raise SystemExit("not every event was applied exactly once")
+
+
+if __name__ == "__main__":
+    main()
