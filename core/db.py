@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from flask import Flask
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import CursorResult, DateTime, Engine, MetaData, Result, String, TypeDecorator, event
+from sqlalchemy import CursorResult, DateTime, MetaData, Result, String, TypeDecorator, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry
 
 from core.settings import Settings
@@ -99,17 +99,22 @@ def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 ENGINES_KEY = "scrm.core.engines"
 
 
-def register_engine(app: Flask, engine: Engine) -> None:
-    """Have `dispose_engines` close an engine a package made beside Flask-SQLAlchemy's (one per process)."""
-    app.extensions.setdefault(ENGINES_KEY, []).append(engine)
+class Disposable(Protocol):
+    def dispose(self) -> None: ...
+
+
+def register_disposable(app: Flask, thing: Disposable) -> None:
+    """Have `dispose_engines` close an engine (or a holder of connections) that a package made beside
+    Flask-SQLAlchemy's, such as the callback path's inbox writer."""
+    app.extensions.setdefault(ENGINES_KEY, []).append(thing)
 
 
 def dispose_engines(app: Flask) -> None:
-    """Close every pooled connection of this app: Flask-SQLAlchemy's engine and the registered ones."""
+    """Close every connection of this app: Flask-SQLAlchemy's engine's and the registered ones'."""
     with app.app_context():
         db.engine.dispose()
-    for engine in app.extensions.pop(ENGINES_KEY, []):
-        engine.dispose()
+    for thing in app.extensions.pop(ENGINES_KEY, []):
+        thing.dispose()
 
 
 def init_app(app: Flask, conf: Settings) -> None:

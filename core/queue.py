@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import threading
 from typing import Any, Callable
 
 from flask import Flask, current_app, has_app_context
@@ -149,3 +150,61 @@ def install_wake_listener() -> None:
     if not sa_event.contains(db.session, "after_commit", _after_commit):
         sa_event.listen(db.session, "after_commit", _after_commit)
         sa_event.listen(db.session, "after_soft_rollback", _after_rollback)
+
+
+# ---------------------------------------------------------------- waking workers in other processes
+
+CHANNEL = "scrm_work"  # see the migration a10b0c0d0e06
+
+
+class WorkListener:
+    """LISTEN for new work on PostgreSQL (a trigger NOTIFYs on every insert into a queue table) and
+    call `on_work` for each notification, from a daemon thread with a connection of its own.
+
+    A dropped connection is reopened with backoff (and `on_work` called once after, since a
+    notification may have been missed meanwhile); the worker's slow poll covers the gap.
+    """
+
+    def __init__(self, url: str, on_work: Callable[[], None], *, name: str = "scrm-listen") -> None:
+        self.url = url
+        self.on_work = on_work
+        self.name = name
+        self._stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.connected = threading.Event()
+
+    def start(self) -> "WorkListener":
+        self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        import psycopg
+
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self.connected.set()
+                    if failures:
+                        self.on_work()
+                    failures = 0
+                    while not self._stop.is_set():
+                        for _note in conn.notifies(timeout=1.0, stop_after=1):
+                            self.on_work()
+            except Exception as exc:  # the server restarted, the network dropped: listen again
+                self.connected.clear()
+                failures += 1
+                log.warning("core.queue.listen-failed failures=%s error=%s", failures, exc)
+                self._stop.wait(min(30.0, 0.5 * 2 ** min(failures, 6)))
+
+
+def listener_url(engine: Any) -> str | None:
+    """A libpq URL for LISTEN on the app's database, or None when it is not PostgreSQL."""
+    if engine.dialect.name != "postgresql":
+        return None
+    return str(engine.url.set(drivername="postgresql").render_as_string(hide_password=False))

@@ -44,11 +44,14 @@ def sync_command(full: bool, restart: bool) -> None:
 @click.command("worker")
 @click.option("--lease", default=60.0, show_default=True, type=float,
               help="Seconds a claimed row stays ours; a killed worker's rows come back after it.")
-@click.option("--poll", default=1.0, show_default=True, type=float, help="Seconds between polls when idle.")
-@click.option("--batch", default=10, show_default=True, type=int, help="Rows claimed at a time.")
+@click.option("--poll", default=None, type=float,
+              help="Seconds between polls when idle [default: 5 when woken by PostgreSQL NOTIFY, else 1].")
+@click.option("--batch", default=10, show_default=True, type=int, help="Outbox commands and tasks claimed at a time.")
+@click.option("--event-batch", default=100, show_default=True, type=int,
+              help="Inbox events claimed at a time (applied together where their handler allows).")
 @click.option("--no-scheduler", is_flag=True, help="Do not run the scheduled jobs in this process.")
 @click.option("--once", is_flag=True, help="Handle what is due now, then exit.")
-def worker_command(lease: float, poll: float, batch: int, no_scheduler: bool, once: bool) -> None:
+def worker_command(lease: float, poll: float | None, batch: int, event_batch: int, no_scheduler: bool, once: bool) -> None:
     """Apply inbox events and send outbox commands (and run the schedule) until SIGTERM/SIGINT."""
     import signal
 
@@ -57,7 +60,7 @@ def worker_command(lease: float, poll: float, batch: int, no_scheduler: bool, on
     from .worker import Worker, drain
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    worker = Worker(app, lease=lease, poll_interval=poll, batch=batch)
+    worker = Worker(app, lease=lease, poll_interval=poll or 1.0, batch=batch, event_batch=event_batch)
     if once:
         click.echo(f"handled {drain(app, worker=worker)} rows")
         return
@@ -73,7 +76,11 @@ def worker_command(lease: float, poll: float, batch: int, no_scheduler: bool, on
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    click.echo(f"worker {worker.name} running (lease {lease:g}s, poll {poll:g}s); SIGTERM or Ctrl-C stops", err=True)
+    listening = worker.listen() is not None
+    worker.poll_interval = poll or (5.0 if listening else 1.0)
+    woken = "woken by PostgreSQL NOTIFY, " if listening else ""
+    click.echo(f"worker {worker.name} running ({woken}lease {lease:g}s, poll {worker.poll_interval:g}s); SIGTERM or Ctrl-C stops",
+               err=True)
     try:
         worker.run()
     finally:

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
-from flask import Flask
-from sqlalchemy import delete, select
+from flask import Flask, current_app
+from sqlalchemy import delete, select, update
 
 from core.db import db, from_epoch, utcnow
 from core.settings import settings
@@ -41,6 +43,7 @@ from wecom.service import enqueue, find_command, pending_commands, pending_relat
 from .models import Customer, FollowRelation, GroupChat, Staff, Tag, TagAssignment, TagGroup, WelcomeMessage
 from .service import audit, ensure_corp
 from .sync import apply_contact, apply_follow_info, apply_group_chat_fields, register_protector
+from .upsert import Follow, Reported, ensure_staff, write_customers
 
 log = logging.getLogger("scrm.crm.handlers")
 
@@ -290,6 +293,104 @@ def on_edit_external_contact(event: InboxEvent) -> None:
                                           tuple(sorted(before - after)), ACTOR))
 
 
+BATCHED = ("add_external_contact", "add_half_external_contact", "edit_external_contact")
+READ_THREADS = 8  # externalcontact/get calls in flight at once for a batch
+
+
+_READERS: list[Any] = []  # (pid, executor): one pool per process, made at first use
+
+
+def _reader_pool() -> ThreadPoolExecutor:
+    if not _READERS or _READERS[0][0] != os.getpid():
+        _READERS[:] = [(os.getpid(), ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="scrm-wecom-read"))]
+    pool: ThreadPoolExecutor = _READERS[0][1]
+    return pool
+
+
+def _read_all(exts: list[str], client: Any) -> dict[str, dict[str, Any] | None | BaseException]:
+    """`externalcontact/get` of every customer, several at once: the answer, None (WeCom no longer
+    knows them) or the error."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def read(ext: str) -> dict[str, Any] | None | BaseException:
+        with app.app_context():  # the token store may read the database
+            try:
+                return read_customer(ext, client)
+            except Exception as exc:  # noqa: BLE001 - returned: the event is then applied alone, which retries
+                return exc
+
+    if len(exts) == 1:
+        return {exts[0]: read(exts[0])}
+    return dict(zip(exts, _reader_pool().map(read, exts)))
+
+
+def apply_customer_events(events: list[InboxEvent]) -> set[int]:
+    """The batch form of the add and edit handlers: WeCom is read once per customer (a burst of one
+    customer's events costs one `externalcontact/get`), several customers at once, before the first
+    write; then every customer, relation and tag is written set-based (`crm.upsert`), and each event
+    gets its audit row, its welcome message and its signals exactly as its handler would give them.
+
+    Events whose customer WeCom no longer knows, or could not be read now, are left to their handler.
+    """
+    if not events:
+        return set()
+    corp_id = events[0].corp_id
+    events = [e for e in events if e.corp_id == corp_id and e.change_type in BATCHED and _field(e, "ExternalUserID")]
+    client = contact_client()
+    exts = sorted({_field(e, "ExternalUserID") for e in events})
+    answers = _read_all(exts, client)
+    details = {ext: data for ext, data in answers.items() if isinstance(data, dict)}
+    events = [e for e in events if _field(e, "ExternalUserID") in details]
+    if not events:
+        return set()
+    listed = {ext: {f["userid"]: f for f in data.get("follow_user") or [] if f.get("userid")}
+              for ext, data in details.items()}
+    # Every read before the first write: unknown tags from the catalog, new members' names.
+    tag_pks = _tag_pks(corp_id, [t for follows in listed.values() for info in follows.values()
+                                 for t in _wanted_tag_ids(info)], client)
+    staff_names = _new_staff_names(corp_id, {u for follows in listed.values() for u in follows}, client)
+    ensure_corp(corp_id)
+    ensure_staff(corp_id, staff_names)
+    known = dict(db.session.execute(select(FollowRelation.id, FollowRelation.customer_id)
+                                    .join(Customer, Customer.id == FollowRelation.customer_id)
+                                    .where(Customer.corp_id == corp_id, Customer.external_userid.in_(sorted(details)))
+                                    ).tuples().all())
+    pending = _pending_by_relation(corp_id, list(known))
+    reported = [Reported(data["external_contact"],
+                         [Follow(u, info, _wanted_tag_ids(info)) for u, info in listed[ext].items()], complete=True)
+                for ext, data in details.items()]
+    written = write_customers(corp_id, reported, utcnow(), tag_pks=tag_pks, source="wecom", pending=pending)
+    names = {ext: str(data["external_contact"].get("name") or "") for ext, data in details.items()}
+    signalled: set[int] = set()
+    for event in events:
+        ext, userid = _field(event, "ExternalUserID"), _field(event, "UserID")
+        rid = written.relation_ids.get((ext, userid))
+        cid = written.customer_ids[ext]
+        if event.change_type == "edit_external_contact":
+            _audit(event, "customer.edited", "customer", ext, userid=userid, relation_id=rid)
+            if rid is not None and rid not in signalled:
+                before, after = written.tags_before.get(rid, set()), written.tags_after.get(rid, set())
+                if before != after:
+                    tags_changed.send(TagsChanged(corp_id, cid, rid, tuple(sorted(after - before)),
+                                                  tuple(sorted(before - after)), ACTOR))
+                signalled.add(rid)
+            continue
+        state, code = _field(event, "State"), _field(event, "WelcomeCode")
+        info = listed[ext].get(userid) or {}
+        if rid is not None and state and not (info.get("state") or ""):
+            db.session.execute(update(FollowRelation).where(FollowRelation.id == rid, FollowRelation.state == "")
+                               .values(state=state).execution_options(synchronize_session=False))
+        rel_state = (info.get("state") or state) if rid is not None else ""
+        welcome = _enqueue_welcome_to(event, names[ext], userid, state, code) if code else None
+        _audit(event, "customer.added" if event.change_type == "add_external_contact" else "customer.half_added",
+               "customer", ext, userid=userid, state=state, relation_id=rid,
+               welcome_command_id=welcome.id if welcome is not None else None)
+        if rid is not None and event.change_type == "add_external_contact":
+            customer_added.send(CustomerAdded(corp_id, cid, rid, userid, rel_state, int(info.get("add_way", 0) or 0)))
+    db.session.flush()
+    return {e.id for e in events}
+
+
 def on_del_external_contact(event: InboxEvent) -> None:
     """del_external_contact: the member deleted the customer (relation lost), or the customer was
     handed over (Source=DELETE_BY_TRANSFER: lost_reason "transferred", not a loss)."""
@@ -425,11 +526,16 @@ def welcome_text(corp_id: str, state: str, *, staff_name: str, customer_name: st
 
 def _enqueue_welcome(event: InboxEvent, customer: Customer, userid: str, state: str,
                      code: str) -> OutboxCommand | None:
+    return _enqueue_welcome_to(event, customer.name, userid, state, code)
+
+
+def _enqueue_welcome_to(event: InboxEvent, customer_name: str, userid: str, state: str,
+                        code: str) -> OutboxCommand | None:
     key = f"welcome:{code}"
     if find_command(event.corp_id, key) is not None:  # applied before (a replay): the code is single-use
         return None
     staff = _ensure_staff(event.corp_id, userid)
-    text = welcome_text(event.corp_id, state, staff_name=staff.name or userid, customer_name=customer.name)
+    text = welcome_text(event.corp_id, state, staff_name=staff.name or userid, customer_name=customer_name)
     return enqueue(event.corp_id, "welcome", "send_welcome_msg", {"welcome_code": code, "text": text},
                    dedupe_key=key, not_after=event_time(event) + WELCOME_WINDOW)
 
@@ -681,6 +787,8 @@ def register(app: Flask) -> None:
     """Wire the handlers, the sync protector and the outbox after-hooks into `app` (once)."""
     for (event, change_type), fn in HANDLERS.items():
         dispatch.register(app, event, change_type, fn)
+    for change_type in BATCHED:
+        dispatch.register_batch(app, "change_external_contact", change_type, apply_customer_events)
     protectors = app.extensions.setdefault("scrm.sync.protectors", [])
     if _outbox_protector not in protectors:
         register_protector(app, _outbox_protector)

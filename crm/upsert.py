@@ -220,8 +220,15 @@ def write_customers(corp_id: str, reported: Sequence[Reported], seen_at: dt.date
             out.relation_ids[(by_customer[cid], userid)] = rid
     _mark_unlisted_lost(by_ext, existing, out, waiting)
     _write_tags(corp_id, by_ext, tag_pks, source, set(skipped), waiting, out)
-    db.session.expire_all()  # rows the session holds were changed under it
+    _expire(Customer, FollowRelation, TagAssignment, Staff)  # rows the session holds were changed under it
     return out
+
+
+def _expire(*models: Any) -> None:
+    """Expire the session's instances of these models (not the caller's other objects, e.g. the events)."""
+    for obj in list(db.session.identity_map.values()):
+        if isinstance(obj, models):
+            db.session.expire(obj)
 
 
 def _merged(reported: Sequence[Reported]) -> dict[str, Reported]:

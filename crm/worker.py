@@ -30,10 +30,11 @@ from typing import Any
 from flask import Flask
 
 from core.jobs import start_scheduler
-from core.queue import RETRY_BASE, set_wake_hook
+from core.db import db
+from core.queue import RETRY_BASE, WorkListener, listener_url, set_wake_hook
 from core.tasks import claim_tasks, process_task
 from wecom.client import WeComClient, agent_client, contact_client
-from wecom.service import claim_commands, claim_events, process_command, process_event
+from wecom.service import claim_commands, claim_events, process_command, process_events
 
 log = logging.getLogger("scrm.crm.worker")
 
@@ -50,15 +51,17 @@ class Worker:
     """One worker loop over the inbox and the outbox of one app."""
 
     def __init__(self, app: Flask, *, name: str | None = None, lease: float = 60.0, batch: int = 10,
-                 poll_interval: float = 1.0, retry_base: float = RETRY_BASE) -> None:
+                 event_batch: int = 100, poll_interval: float = 1.0, retry_base: float = RETRY_BASE) -> None:
         self.app = app
         self.name = name or worker_name()
         self.lease = lease
         self.batch = batch
+        self.event_batch = event_batch
         self.poll_interval = poll_interval
         self.retry_base = retry_base
         self.counts: dict[str, int] = {}
         self._wakeup = threading.Event()
+        self.listener: WorkListener | None = None
         self._stop = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -92,11 +95,11 @@ class Worker:
         """Claim and handle one batch of due events, then of due commands; how many were handled."""
         handled = 0
         with self.app.app_context():
-            for event_id in claim_events(self.name, self.batch, self.lease):
-                if self._stop.is_set():
-                    break
-                self._count("event." + process_event(event_id, self.name, retry_base=self.retry_base))
-                handled += 1
+            events = claim_events(self.name, self.event_batch, self.lease)
+            if events and not self._stop.is_set():
+                for outcome in process_events(events, self.name, retry_base=self.retry_base).values():
+                    self._count("event." + outcome)
+                handled += len(events)
             for task_id in claim_tasks(self.name, self.batch, self.lease):
                 if self._stop.is_set():
                     break
@@ -109,6 +112,15 @@ class Worker:
                                                          retry_base=self.retry_base))
                 handled += 1
         return handled
+
+    def listen(self) -> WorkListener | None:
+        """On PostgreSQL, be woken by the database when any process queues work (LISTEN/NOTIFY)."""
+        with self.app.app_context():
+            url = listener_url(db.engine)
+        if url is None:
+            return None
+        self.listener = WorkListener(url, self.wake, name=f"scrm-listen-{self.name}").start()
+        return self.listener
 
     def run(self) -> None:
         """Loop until `stop()`: work while there is work, else sleep until woken or polled."""
@@ -126,6 +138,8 @@ class Worker:
                 continue
             if not handled:
                 self._wakeup.wait(self.poll_interval)
+        if self.listener is not None:
+            self.listener.stop()
         log.info("crm.worker.stopped name=%s counts=%s", self.name, self.counts)
 
     def start_thread(self) -> threading.Thread:

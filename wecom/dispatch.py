@@ -23,11 +23,18 @@ if TYPE_CHECKING:
 # (a transient `WeComError` or a database error is retried later, anything else fails the event).
 Handler = Callable[["InboxEvent"], None]
 
+# Optional, beside a handler: applies many claimed events of its pairs at once, in the transaction
+# that marks them done (flush, never commit), and returns the ids of those it applied. An event it
+# leaves out (its customer could not be read now, an unusual case) is applied alone by the handler.
+# Raising rolls the whole batch back; every event is then applied alone.
+BatchHandler = Callable[[list["InboxEvent"]], set[int]]
+
 # Called with a command just marked done or failed, in the same transaction (flush, never commit),
 # so a feature can correct its local state when WeCom refuses a write (e.g. 84061, 40068).
 OutboxHook = Callable[["OutboxCommand"], None]
 
 EXTENSION_KEY = "scrm.wecom.handlers"
+BATCH_KEY = "scrm.wecom.batch_handlers"
 OUTBOX_HOOKS_KEY = "scrm.wecom.outbox_hooks"
 RECONCILERS_KEY = "scrm.wecom.reconcilers"
 
@@ -98,6 +105,18 @@ def register(app: Flask, event: str, change_type: str, fn: Handler) -> None:
 def handler_for(event: str, change_type: str, app: Flask | None = None) -> Handler | None:
     """The handler of (event, change_type) in `app` (default: the current app), or None."""
     return _table(app or current_app).get((event, change_type))
+
+
+def register_batch(app: Flask, event: str, change_type: str, fn: BatchHandler) -> None:
+    """Let `fn` apply events of (event, change_type) in batches; the pair must have a handler too."""
+    if (event, change_type) not in _table(app):
+        raise ValueError(f"register a handler for {event}/{change_type} before its batch handler")
+    app.extensions.setdefault(BATCH_KEY, {})[(event, change_type)] = fn
+
+
+def batch_handler_for(event: str, change_type: str, app: Flask | None = None) -> BatchHandler | None:
+    """The batch handler of (event, change_type), or None (each event is then applied alone)."""
+    return (app or current_app).extensions.get(BATCH_KEY, {}).get((event, change_type))
 
 
 def handlers(app: Flask | None = None) -> dict[tuple[str, str], Handler]:

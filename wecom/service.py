@@ -27,12 +27,12 @@ from flask import current_app
 from sqlalchemy import create_engine, event as sa_event, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
-from core.db import db, register_engine, sqlite_pragmas, utcnow
+from core.db import db, register_disposable, sqlite_pragmas, utcnow
 from core.queue import RETRY_BASE, backlog, claim, owned, retry_delay, wake, wake_after_commit
 
 from .client import WeComClient, WeComError
 from .commands import command as command_spec
-from .dispatch import CommandView, Reconciled, handler_for, outbox_hooks, reconciler_for
+from .dispatch import CommandView, Reconciled, batch_handler_for, handler_for, outbox_hooks, reconciler_for
 from .models import InboxEvent, OutboxCommand
 
 log = logging.getLogger("scrm.wecom")
@@ -101,6 +101,7 @@ class InboxWriter:
         self._disconnects: tuple[type[BaseException], ...] = (module.OperationalError, module.InterfaceError)
         self._queue: list[_Slot] = []
         self._queue_lock = threading.Lock()
+        self._connection: Any = None  # the kept DBAPI connection (SQLAlchemy's pooled proxy)
         self._write_lock = threading.Lock()
 
     def _statement(self, rows: int) -> str:
@@ -161,10 +162,13 @@ class InboxWriter:
                 slot.error = RuntimeError("the inbox INSERT returned no row for this callback")
 
     def _execute(self, sql: str, params: dict[str, Any]) -> list[Any]:
-        """Run on a pooled DBAPI connection directly: the statement is already SQL, its values already
-        converted by the columns' own bind processors, so SQLAlchemy's execution layer has nothing to add."""
+        """Run on this writer's one DBAPI connection (one statement is in flight per process, so it
+        needs no pool): the statement is already SQL, its values already converted by the columns' own
+        bind processors, so SQLAlchemy's execution layer has nothing to add."""
         for attempt in (1, 2):
-            conn = self.engine.raw_connection()
+            conn = self._connection
+            if conn is None:
+                conn = self._connection = self.engine.raw_connection()
             try:
                 cursor = conn.cursor()
                 if self.dialect == "postgresql":
@@ -175,15 +179,21 @@ class InboxWriter:
                 cursor.close()
                 return rows
             except self._disconnects as exc:
+                self._connection = None
                 conn.invalidate(exc)
                 if attempt == 2:
                     raise
                 log.info("wecom.callback.reconnect %s", exc.__class__.__name__)
-            finally:
-                conn.close()  # back to the pool (a no-op for an invalidated one)
+            except BaseException:
+                self._connection = None
+                conn.invalidate()  # whatever state it is in, it is not reused
+                raise
         raise AssertionError("unreachable")
 
     def dispose(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
         self.engine.dispose()
 
 
@@ -197,7 +207,7 @@ def inbox_writer() -> InboxWriter:
         engine = db.engine
         found = (os.getpid(), InboxWriter(engine.url, engine.dialect.name))
         current_app.extensions[WRITER_KEY] = found
-        register_engine(current_app, found[1].engine)
+        register_disposable(current_app, found[1])
     writer: InboxWriter = found[1]
     return writer
 
@@ -245,7 +255,8 @@ def store_event(corp_id: str, plaintext: str, data: dict[str, Any]) -> StoredEve
         "deadline": event_deadline(data, now) if handled else None,
     })
     if duplicates:
-        log.info("wecom.callback.duplicate id=%s event=%s change_type=%s duplicates=%s",
+        # DEBUG, like new events: repeats are counted on the row (`duplicates`) and shown by /healthz
+        log.debug("wecom.callback.duplicate id=%s event=%s change_type=%s duplicates=%s",
                  row_id, event, change_type, duplicates)
         return StoredEvent(row_id, status, False, duplicates)
     # DEBUG: the inbox row is the record of every callback; a log line each would be 86 million a day at 1,000/s
@@ -377,6 +388,52 @@ def _describe(exc: BaseException) -> tuple[int | None, str]:
     if isinstance(exc, WeComError):
         return exc.errcode, f"errcode={exc.errcode} {exc.errmsg} ({exc.path})"[:2000]
     return None, f"{exc.__class__.__name__}: {exc}"[:2000]
+
+
+def process_events(event_ids: list[int], worker_id: str, *, retry_base: float = RETRY_BASE) -> dict[int, Outcome]:
+    """Apply claimed inbox rows: those whose pair has a batch handler together (one transaction per
+    handler: its writes and the rows' status change commit together, or neither), the rest one by
+    one with `process_event`, and any event a batch left out or could not apply alone as well.
+
+    The batch's final UPDATE marks done only rows still pending and still claimed by this worker; if
+    any was taken over (our lease ran out), the batch is rolled back and its events applied alone,
+    each under its own guard. Outcomes by id.
+    """
+    outcomes: dict[int, Outcome] = {}
+    rows = list(db.session.scalars(select(InboxEvent).where(InboxEvent.id.in_(event_ids))
+                                   .execution_options(populate_existing=True)))
+    groups: dict[Any, list[InboxEvent]] = {}
+    for row in rows:
+        if row.status == "pending" and row.claimed_by == worker_id:
+            fn = batch_handler_for(row.event, row.change_type)
+            if fn is not None:
+                groups.setdefault(fn, []).append(row)
+    for fn, group in groups.items():
+        if len(group) < 2:
+            continue
+        ids = [row.id for row in group]
+        try:
+            applied = sorted(fn(group) & set(ids))
+            db.session.flush()
+            if applied:
+                result = db.session.execute(
+                    update(InboxEvent).where(InboxEvent.id.in_(applied), InboxEvent.status == "pending",
+                                             InboxEvent.claimed_by == worker_id)
+                    .values(status="done", processed_at=utcnow(), last_error=None, claimed_by=None,
+                            claimed_until=None).execution_options(synchronize_session=False))
+                if result.rowcount != len(applied):
+                    db.session.rollback()
+                    log.warning("wecom.inbox.batch-claim-lost ids=%s worker=%s", applied, worker_id)
+                    continue
+            db.session.commit()
+            outcomes.update({event_id: "done" for event_id in applied})
+        except Exception as exc:  # the batch is rolled back; each of its events is applied alone below
+            db.session.rollback()
+            log.warning("wecom.inbox.batch-failed size=%s error=%s: %s", len(group), exc.__class__.__name__, exc)
+    for event_id in event_ids:
+        if event_id not in outcomes:
+            outcomes[event_id] = process_event(event_id, worker_id, retry_base=retry_base)
+    return outcomes
 
 
 def process_event(event_id: int, worker_id: str, *, retry_base: float = RETRY_BASE) -> Outcome:

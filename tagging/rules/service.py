@@ -134,6 +134,7 @@ def save_rule(corp_id: str, actor: str, data: dict[str, Any], rule: TagRule | No
     for key, value in clean.items():
         setattr(rule, key, value)
     db.session.flush()
+    db.session.info.pop(WAITING_KEY, None)  # what `_has_rules` remembered no longer holds
     audit(corp_id, actor, "rule.save", "tag_rule", str(rule.id), clean)
     return rule
 
@@ -285,11 +286,24 @@ def _notify(rule: TagRule, customer: Customer, relations: list[FollowRelation], 
 # ---------------------------------------------------------------- trigger sources (signal subscribers)
 
 
+WAITING_KEY = "scrm.rules.waiting"
+
+
 def _has_rules(corp_id: str, *triggers: str) -> bool:
-    """True when an enabled rule waits for one of `triggers` (no task is queued for nobody)."""
-    return db.session.scalar(select(TagRule.id).where(
-        TagRule.corp_id == corp_id, TagRule.trigger.in_(triggers), TagRule.enabled.is_(True),
-        TagRule.deleted_at.is_(None)).limit(1)) is not None
+    """True when an enabled rule waits for one of `triggers` (no task is queued for nobody).
+
+    Remembered for the rest of the transaction: a burst of a hundred customers added asks once."""
+    transaction = db.session().get_transaction()
+    remembered = db.session.info.get(WAITING_KEY)
+    if remembered is None or remembered[0] is not transaction:
+        remembered = (transaction, {})
+        db.session.info[WAITING_KEY] = remembered
+    key = (corp_id, triggers)
+    if key not in remembered[1]:
+        remembered[1][key] = db.session.scalar(select(TagRule.id).where(
+            TagRule.corp_id == corp_id, TagRule.trigger.in_(triggers), TagRule.enabled.is_(True),
+            TagRule.deleted_at.is_(None)).limit(1)) is not None
+    return bool(remembered[1][key])
 
 
 def _queue(corp_id: str, trigger: str, customer_ids: Iterable[int], *, relation_id: int | None = None,

@@ -306,3 +306,36 @@ def test_kill_9_mid_burst_applies_every_event_exactly_once(app: Any, db_session:
     assert db_session.scalar(select(func.count()).select_from(FollowRelation)
                              .where(FollowRelation.status == "active")) == burst
     assert db_session.scalar(select(func.count()).select_from(Customer)) == burst
+
+
+def test_a_worker_is_woken_by_postgres_when_another_process_queues_work(app: Any, db_session: Any) -> None:
+    """LISTEN/NOTIFY: the insert comes from another connection (as from a web process), the worker
+    polls only every 30 s, and still handles the row at once."""
+    from core.db import db
+
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("NOTIFY is PostgreSQL's; the embedded SQLite worker is woken in memory")
+    worker = Worker(app, poll_interval=30.0, lease=30)
+    assert worker.listen() is not None
+    assert worker.listener is not None and worker.listener.connected.wait(10)
+    worker.start_thread()
+    try:
+        time.sleep(0.3)  # the worker found nothing and sleeps for its 30 s poll
+        plaintext = event_xml(TEST_CORP_ID, 1795000001, "change_external_contact", "transfer_fail",
+                              [("FailReason", "customer_refused"), ("UserID", "u"), ("ExternalUserID", "wm" + "7" * 30)])
+        with db.engine.begin() as other:  # not store_event: no in-process wake hook is involved
+            other.execute(InboxEvent.__table__.insert().values(
+                corp_id=TEST_CORP_ID, payload_hash="f" * 64, event="change_external_contact", change_type="transfer_fail",
+                payload=plaintext, data=parse_xml(plaintext), received_at=utcnow(), duplicates=0, status="pending",
+                attempts=0, next_attempt_at=utcnow()))
+        started = time.monotonic()
+        while time.monotonic() - started < 5:
+            db_session.rollback()
+            if db_session.scalar(select(InboxEvent.status).where(InboxEvent.payload_hash == "f" * 64)) == "done":
+                break
+            time.sleep(0.05)
+        assert time.monotonic() - started < 5, "not woken: the event waited for the poll"
+    finally:
+        worker.stop()
+        assert worker.thread is not None
+        worker.thread.join(10)

@@ -241,7 +241,7 @@ def test_a_failing_wake_hook_does_not_fail_the_answer(app: Flask, client: Any, h
 
 
 def test_the_same_callback_three_times_is_one_row(client: Any, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="scrm")
+    caplog.set_level(logging.DEBUG, logger="scrm")
     plaintext = add_contact()
     query, body = CRYPTO.encrypt_envelope(plaintext)
     answers = [client.post(URL, query_string=query, data=body).data for _ in range(2)]
