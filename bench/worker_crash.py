@@ -100,6 +100,12 @@ class Db:
         with self.engine.connect() as c:
             return c.execute(text(sql)).scalar()
 
+    def rows(self, sql: str) -> list[Any]:
+        from sqlalchemy import text
+
+        with self.engine.connect() as c:
+            return list(c.execute(text(sql)))
+
     def execute(self, sql: str) -> None:
         from sqlalchemy import text
 

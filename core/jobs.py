@@ -11,7 +11,8 @@ one conditional UPDATE:
 - `locked_until` is a lease: the job never runs twice at once across processes, and a crashed
   process's lock runs out by itself;
 - `min_interval`: a job that already started within that interval does not start again, so a
-  nightly job fired by several processes (each with its own scheduler) runs once that night.
+  nightly job fired by several processes (each with its own scheduler) runs once that night. A job
+  that declares none gets four fifths of its trigger's period (`once_per_period`).
 
 A job is one unit of work: it flushes, and `run_job` commits when it returns (or rolls back when it
 raises). A long job may commit in chunks itself (a page of a sync, a chunk of customers).
@@ -91,12 +92,30 @@ def release(corp_id: str, name: str, owner: str) -> None:
     db.session.commit()
 
 
+def period(trigger: BaseTrigger) -> dt.timedelta | None:
+    """The time between two firings of a trigger (None when it fires once or not at all)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    first = trigger.get_next_fire_time(None, now)
+    second = trigger.get_next_fire_time(first, first + dt.timedelta(microseconds=1)) if first else None
+    return (second - first) if first and second else None
+
+
+def once_per_period(spec: JobSpec, conf: Settings) -> dt.timedelta | None:
+    """How soon after one start another process's scheduler may start the job again: the declared
+    `min_interval`, else four fifths of the trigger's period. Every `flask worker` runs a scheduler,
+    and each fires every job; this is what makes a job run once per period across all of them."""
+    if spec.min_interval is not None:
+        return spec.min_interval
+    every = period(spec.trigger(conf))
+    return every * 4 / 5 if every is not None else None
+
+
 def run_job(app: Flask, name: str, owner: str) -> bool:
     """Run one job now if its lock can be taken, as one unit of work; True when it ran."""
     spec = JOBS[name]
     with app.app_context():
         corp_id = settings().WECOM_CORP_ID
-        if not acquire(corp_id, name, owner, spec.lease, spec.min_interval):
+        if not acquire(corp_id, name, owner, spec.lease, once_per_period(spec, settings())):
             log.info("core.jobs.skipped name=%s (locked or already run)", name)
             return False
         started = utcnow()

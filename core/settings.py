@@ -63,7 +63,11 @@ class Settings:
     SCRM_PUBLIC_URL: str = "http://127.0.0.1:5000"
     # Full sync schedule (hour of day, server local time) for the nightly reconcile.
     SCRM_SYNC_HOUR: int = 3
-    MAX_CONTENT_LENGTH: int = 256 * 1024  # callbacks are small; the outer XML is parsed before the signature check
+    # The largest request body (bytes): an API call naming 10,000 customers is about 700 KB. Endpoints
+    # that take files raise it for themselves; the callback endpoint lowers it (SCRM_CALLBACK_MAX_BYTES).
+    MAX_CONTENT_LENGTH: int = 2 * 1024 * 1024
+    # Callbacks are small, and their outer XML is parsed before the signature is checked.
+    SCRM_CALLBACK_MAX_BYTES: int = 256 * 1024
     # A callback whose `timestamp` is further than this from our clock (seconds) is refused, as payment
     # webhooks refuse stale signatures: WeCom's own retries come within minutes. 0 turns the check off.
     SCRM_CALLBACK_MAX_SKEW: int = 24 * 3600

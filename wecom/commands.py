@@ -30,6 +30,10 @@ class Command:
     client: str  # "contact" (customer-contact secret) | "agent" (the self-built app)
     call: Call
     repeatable: bool
+    # For a repeatable command: errcodes that, answering a second (or later) attempt, say an earlier
+    # attempt whose answer was lost took effect (a welcome code already used: 41051). The command is
+    # then done, not failed.
+    done_if_resent: frozenset[int] = frozenset()
 
 
 def _opt(args: Mapping[str, Any], *names: str) -> dict[str, Any]:
@@ -63,7 +67,7 @@ COMMANDS: dict[str, Command] = {
     "remind_groupmsg_send": Command("contact", lambda c, a: c.remind_groupmsg_send(a["msgid"]), repeatable=False),
     "cancel_groupmsg_send": Command("contact", lambda c, a: c.cancel_groupmsg_send(a["msgid"]), repeatable=True),
     "send_welcome_msg": Command("contact", lambda c, a: c.send_welcome_msg(
-        a["welcome_code"], a.get("text"), a.get("attachments")), repeatable=True),
+        a["welcome_code"], a.get("text"), a.get("attachments")), repeatable=True, done_if_resent=frozenset({41051})),
     # app messages (the self-built app): a duplicate notification beats a lost one
     "send_app_message": Command("agent", lambda c, a: c.send_app_message(
         int(a["agentid"]), list(a["touser"]), **_opt(a, "text", "textcard")), repeatable=True),

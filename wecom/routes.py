@@ -108,8 +108,8 @@ def _check_timestamp(environ: dict[str, Any], timestamp: str) -> None:
 
 
 def _body(environ: dict[str, Any]) -> bytes:
-    """The request body, refusing one longer than MAX_CONTENT_LENGTH (chunked ones included)."""
-    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    """The request body, refusing one longer than SCRM_CALLBACK_MAX_BYTES (chunked ones included)."""
+    limit = settings().SCRM_CALLBACK_MAX_BYTES or None
     stream = environ["wsgi.input"]
     declared = environ.get("CONTENT_LENGTH") or ""
     if declared:

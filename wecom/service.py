@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
 from flask import current_app
-from sqlalchemy import create_engine, event as sa_event, or_, select, update
+from sqlalchemy import create_engine, event as sa_event, func, or_, select, update
 from sqlalchemy.exc import DBAPIError
 
 from core.db import db, register_disposable, sqlite_pragmas, utcnow
@@ -489,6 +489,7 @@ def process_event(event_id: int, worker_id: str, *, retry_base: float = RETRY_BA
 
 ClientFor = Callable[[str], WeComClient]
 UNKNOWN_OUTCOME = "outcome unknown: WeCom did not answer and the command must not be sent twice"
+MAYBE_DELIVERED = "an earlier attempt may have taken effect (its answer was lost)"
 
 
 def process_command(command_id: int, worker_id: str, client_for: ClientFor, *,
@@ -515,7 +516,8 @@ def process_command(command_id: int, worker_id: str, client_for: ClientFor, *,
     not_after = cmd.not_after
     db.session.rollback()  # no transaction stays open during the call to WeCom
     if not_after is not None and utcnow() > not_after:
-        return _finish(command_id, worker_id, view.kind, "failed", errcode=None, error="expired")
+        error = "expired" if view.sending_at is None else f"expired; {MAYBE_DELIVERED}"
+        return _finish(command_id, worker_id, view.kind, "failed", errcode=None, error=error)
     try:
         spec = command_spec(view.method)
         client = client_for(spec.client)
@@ -537,16 +539,24 @@ def process_command(command_id: int, worker_id: str, client_for: ClientFor, *,
         answer = spec.call(client, view.args)
     except Exception as exc:
         errcode, error = _describe(exc)
-        maybe_sent = bool(getattr(exc, "maybe_sent", False)) and not spec.repeatable
+        if spec.repeatable and errcode in spec.done_if_resent and view.sending_at is not None:
+            log.info("wecom.outbox.done-earlier id=%s kind=%s errcode=%s", command_id, view.kind, errcode)
+            return _finish(command_id, worker_id, view.kind, "done",
+                           result={"done_by_an_earlier_attempt": True, "errcode": errcode})
+        lost = bool(getattr(exc, "maybe_sent", False))  # the answer, not necessarily the action, was lost
+        maybe_sent = lost and not spec.repeatable
         if (_retryable(exc) or maybe_sent) and view.attempts < OUTBOX_MAX_ATTEMPTS:
             next_at = utcnow() + dt.timedelta(seconds=retry_delay(view.attempts, retry_base))
             if not_after is None or next_at <= not_after:
                 log.info("wecom.outbox.retry id=%s kind=%s attempts=%s maybe_sent=%s error=%s", command_id,
                          view.kind, view.attempts, maybe_sent, error)
                 return _finish(command_id, worker_id, view.kind, "retry", errcode=errcode, error=error,
-                               next_at=next_at, keep_sending=maybe_sent)
+                               next_at=next_at, keep_sending=maybe_sent if not spec.repeatable
+                               else lost or view.sending_at is not None)
         if maybe_sent:
             error = f"{UNKNOWN_OUTCOME} ({error})"
+        elif view.sending_at is not None or lost:
+            error = f"{error}; {MAYBE_DELIVERED}"
         if not isinstance(exc, (WeComError, TypeError, ValueError, KeyError)):
             log.exception("wecom.outbox.crash id=%s kind=%s", command_id, view.kind)
         return _finish(command_id, worker_id, view.kind, "failed", errcode=errcode, error=error)
@@ -587,12 +597,13 @@ def _jsonable(value: Any) -> Any:
 def _finish(command_id: int, worker_id: str, kind: str, outcome: Outcome, *, errcode: int | None = None,
             error: str | None = None, result: Any = None, next_at: dt.datetime | None = None,
             keep_sending: bool = False) -> Outcome:
+    """Record an attempt's outcome. On a retry, `keep_sending` keeps (or sets) `sending_at`: an attempt
+    may have taken effect though its answer was lost."""
     now = utcnow()
     if outcome == "retry":
         values: dict[str, Any] = {"next_attempt_at": next_at, "last_errcode": errcode, "last_error": error,
                                   "claimed_by": None, "claimed_until": None}
-        if not keep_sending:
-            values["sending_at"] = None
+        values["sending_at"] = func.coalesce(OutboxCommand.sending_at, now) if keep_sending else None
     elif outcome == "done":
         values = {"status": "done", "done_at": now, "result": result, "last_errcode": None, "last_error": None,
                   "claimed_by": None, "claimed_until": None, "sending_at": None}

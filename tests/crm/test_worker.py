@@ -181,8 +181,26 @@ def test_run_job_runs_the_declared_job_under_its_lock(app: Any, db_session: Any)
     assert run_job(app, "sweep_claims", "proc-1")
     lock = db_session.scalar(select(JobLock).where(JobLock.name == "sweep_claims"))
     assert lock.locked_by is None and lock.last_run_at is not None
+    db_session.execute(JobLock.__table__.update().where(JobLock.name == "sweep_claims").values(last_run_at=None))
+    db_session.commit()
     assert acquire(TEST_CORP_ID, "sweep_claims", "proc-2", dt.timedelta(minutes=5))
     assert not run_job(app, "sweep_claims", "proc-1")  # held by proc-2
+
+
+def test_an_interval_job_fired_by_every_workers_scheduler_runs_once_per_period(app: Any, db_session: Any) -> None:
+    """Two `flask worker` processes each fire `sweep_claims` (every 60 s), a second apart: it runs once."""
+    from core.jobs import once_per_period
+    from core.settings import settings
+
+    with app.app_context():
+        assert once_per_period(JOBS["sweep_claims"], settings()) == dt.timedelta(seconds=48)
+        assert once_per_period(JOBS["nightly_sync"], settings()) == JOBS["nightly_sync"].min_interval
+    assert run_job(app, "sweep_claims", "proc-1")
+    assert not run_job(app, "sweep_claims", "proc-2")  # released, but it ran less than 48 s ago
+    db_session.execute(JobLock.__table__.update().where(JobLock.name == "sweep_claims")
+                       .values(last_run_at=utcnow() - dt.timedelta(seconds=50)))
+    db_session.commit()
+    assert run_job(app, "sweep_claims", "proc-2")  # the next period
 
 
 # ---------------------------------------------------------------- embedded start rule and health

@@ -122,6 +122,26 @@ def test_faults_errcode_http_status_delay_and_times(emulator: Emulator) -> None:
     assert api.get("externalcontact/get_follow_user_list")["errcode"] == 0
 
 
+def test_faults_by_chance_and_after_the_effect(emulator: Emulator) -> None:
+    """`probability`: that share of calls fails until `times` have failed; `after`: the call takes
+    effect and only its answer is lost (what a client must reconcile before sending again)."""
+    api = Api(emulator)
+    path = "/cgi-bin/externalcontact/get_follow_user_list"
+    assert api.token
+    emulator.faults.add(path=path, errcode=45009, probability=0.3, times=1000)
+    codes = [api.get("externalcontact/get_follow_user_list")["errcode"] for _ in range(200)]
+    assert 20 <= codes.count(45009) <= 100 and set(codes) == {0, 45009}
+    emulator.faults.clear()
+    emulator.act.add_staff("zhangsan", "张三")
+    group, _ = emulator.act.corp_tag_group_created("等级", ["A类"])
+    emulator.faults.add(path="/cgi-bin/externalcontact/add_corp_tag", http_status=503, after=True)
+    resp = api.session.post(emulator.url + "/cgi-bin/externalcontact/add_corp_tag", params={"access_token": api.token},
+                            json={"group_id": group, "tag": [{"name": "B类"}]}, timeout=5)
+    assert resp.status_code == 503
+    names = [t["name"] for g in api.post("externalcontact/get_corp_tag_list", {})["tag_group"] for t in g["tag"]]
+    assert "B类" in names  # it happened, though the caller was told it failed
+
+
 def test_calls_are_recorded_in_order(emulator: Emulator) -> None:
     api = Api(emulator)
     api.get("externalcontact/list", userid="nobody")

@@ -115,5 +115,35 @@ def test_a_repeatable_command_is_simply_sent_again(db_session: Any) -> None:
                 raise WeComError(-2, "ReadTimeout", "/cgi-bin/externalcontact/mark_tag", maybe_sent=True)
 
     assert _send(Marker()) == "retry"
-    assert _command(db_session).sending_at is None  # never marked: repeating it is harmless
+    # noted (the first attempt may have taken effect), but no reconciler is asked: repeating it is harmless
+    assert _command(db_session).sending_at is not None
     assert _send(Marker()) == "done" and len(calls) == 2
+    assert _command(db_session).sending_at is None
+
+
+def test_a_welcome_whose_answer_was_lost_is_done_when_the_resend_finds_its_code_used(db_session: Any, emu: Any) -> None:
+    """The emulator sends the welcome and then answers 503: the retry gets 41051 (code used), which on
+    a second attempt means the first one took effect: done, and the customer got it once."""
+    from crm.worker import drain
+    from flask import current_app
+
+    emu.act.add_staff("zhangsan", "张三")
+    emu.act.customer_adds_staff("zhangsan", welcome_code=True)
+    code = next(iter(emu.state.welcome_codes))
+    emu.faults.add(path="/cgi-bin/externalcontact/send_welcome_msg", http_status=503, after=True)
+    command = enqueue(TEST_CORP_ID, "welcome", "send_welcome_msg", {"welcome_code": code, "text": "您好"})
+    db_session.commit()
+    import time
+
+    from crm.worker import Worker
+
+    worker = Worker(current_app, retry_base=0.01)
+    for _ in range(50):  # the retry waits its (short) backoff
+        drain(current_app, worker=worker)
+        db_session.expire_all()
+        row = db_session.get(OutboxCommand, command.id)
+        if row.status != "pending":
+            break
+        time.sleep(0.05)
+    assert row.status == "done" and row.result == {"done_by_an_earlier_attempt": True, "errcode": 41051}
+    assert len(emu.state.welcome_messages) == 1

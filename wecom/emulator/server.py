@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import secrets
 import threading
 import time
@@ -85,21 +86,27 @@ class Fault:
     http_status: int | None
     delay: float | None
     remaining: int
+    probability: float = 1.0  # each call fails with this chance (the fault lasts `times` failures)
+    after: bool = False  # the call takes effect, then the answer is the fault (an answer lost on the way)
 
 
 class Faults:
-    """Misbehaviour on demand: the next `times` calls to `path` fail or are slow."""
+    """Misbehaviour on demand: the next `times` calls to `path` fail or are slow (or, with
+    `probability`, that share of them until `times` have failed; with `after`, the call still takes
+    effect and only its answer is lost)."""
 
     def __init__(self) -> None:
         self._items: list[Fault] = []
         self._lock = threading.Lock()
 
     def add(self, path: str | None = None, errcode: int | None = None, http_status: int | None = None,
-            delay: float | None = None, times: int = 1) -> None:
+            delay: float | None = None, times: int = 1, probability: float = 1.0, after: bool = False) -> None:
         if errcode is None and http_status is None and delay is None:
             raise ValueError("a fault needs errcode, http_status or delay")
+        if not 0 < float(probability) <= 1:
+            raise ValueError("probability must be in (0, 1]")
         with self._lock:
-            self._items.append(Fault(path, errcode, http_status, delay, int(times)))
+            self._items.append(Fault(path, errcode, http_status, delay, int(times), float(probability), bool(after)))
 
     def clear(self) -> None:
         with self._lock:
@@ -109,6 +116,8 @@ class Faults:
         with self._lock:
             for fault in self._items:
                 if fault.path == path or (fault.path is None and path != "/cgi-bin/gettoken"):
+                    if fault.probability < 1 and random.random() >= fault.probability:
+                        continue
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         self._items.remove(fault)
@@ -276,11 +285,25 @@ class Emulator:
         if fault is not None:
             if fault.delay:
                 time.sleep(fault.delay)
-            if fault.http_status:
-                return Response(f"<html><body><h1>{fault.http_status}</h1>emulated fault</body></html>",
-                                status=fault.http_status, content_type="text/html")
-            if fault.errcode is not None:
-                return _json(_error_body(fault.errcode, api.ERRMSG.get(fault.errcode, "error"), ip))
+            failed = self._fault_answer(fault, ip)
+            if failed is not None and not fault.after:
+                return failed
+            if failed is not None:  # the call takes effect; its answer is lost
+                self._answer(request, path, query, body, malformed, ip)
+                return failed
+        return self._answer(request, path, query, body, malformed, ip)
+
+    @staticmethod
+    def _fault_answer(fault: Fault, ip: str) -> Response | None:
+        if fault.http_status:
+            return Response(f"<html><body><h1>{fault.http_status}</h1>emulated fault</body></html>",
+                            status=fault.http_status, content_type="text/html")
+        if fault.errcode is not None:
+            return _json(_error_body(fault.errcode, api.ERRMSG.get(fault.errcode, "error"), ip))
+        return None
+
+    def _answer(self, request: Request, path: str, query: dict[str, str], body: Any, malformed: bool,
+                ip: str) -> Response:
         entry = api.ROUTES.get(path)
         if entry is None:
             return _json(_error_body(404, f"api not found: {path}", ip), status=404)
@@ -344,6 +367,12 @@ class Emulator:
                 return _json({"code": self.oauth_code(str(body.get("userid")))})
             if path == "/emulator/wait-idle" and method == "POST":
                 return _json({"idle": self.wait_idle(float(body.get("timeout", 10)))})
+            if path == "/emulator/welcome-messages" and method == "GET":
+                with self.state.lock:
+                    sent = list(self.state.welcome_messages)
+                    used = sum(1 for entry in self.state.welcome_codes.values() if entry["used"])
+                return _json({"count": len(sent), "codes_used": used,
+                              "customers": sorted({m["external_userid"] for m in sent})})
             if path == "/emulator/deliveries" and method == "GET":
                 return _json([d._asdict() for d in self.deliveries])
         except (ActionError, TypeError, ValueError, KeyError) as exc:
