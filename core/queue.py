@@ -107,6 +107,26 @@ def backlog(model: Any, created: Any, corp_id: str) -> dict[str, Any]:
     return stats
 
 
+def trouble(model: Any, finished: Any, corp_id: str, *, window: dt.timedelta) -> dict[str, Any]:
+    """What is going wrong with a queue now: rows waiting to retry after an error (the other side is
+    failing right now: WeCom answering 5xx or 45009) and rows failed for good within `window`, each
+    with the latest error."""
+    now = utcnow()
+    retrying, failed = {"count": 0, "last_error": None}, {"count": 0, "last_error": None}
+    rows = db.session.execute(
+        select(model.status, func.count(), func.max(model.id))
+        .where(model.corp_id == corp_id, model.last_error.is_not(None),
+               or_(and_(model.status == "pending", model.next_attempt_at > now - window),
+                   and_(model.status == "failed", finished >= now - window)))
+        .group_by(model.status)).all()
+    for status, count, latest in rows:
+        target = retrying if status == "pending" else failed
+        target["count"] = int(count)
+        error = db.session.scalar(select(model.last_error).where(model.id == latest))
+        target["last_error"] = (error or "")[:200]
+    return {"retrying": retrying, "failed_recently": failed}
+
+
 # ---------------------------------------------------------------- waking the worker
 
 

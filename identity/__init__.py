@@ -13,11 +13,21 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
+    from crm.routes import DETAIL_KEY as HEALTH_DETAIL_KEY
+
     from . import models  # noqa: F401  (tables known to migrations)
     from .cli import roles_cli, tokens_cli
 
     app.cli.add_command(tokens_cli)
     app.cli.add_command(roles_cli)
+    app.extensions[HEALTH_DETAIL_KEY] = _health_detail  # /healthz shows its figures to admins only
+
+
+def _health_detail() -> bool:
+    from .web import current_principal
+
+    found = current_principal()
+    return found is not None and found.role == "admin"
 
 
 def subscriptions() -> list[tuple[Any, Any]]:

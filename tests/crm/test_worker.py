@@ -235,20 +235,49 @@ def test_embedded_worker_starts_with_the_first_request_once(database_url: str, d
     dispose_engines(off)
 
 
-def test_healthz_reports_backlogs(client: Any, db_session: Any) -> None:
+@pytest.fixture()
+def admin_headers(db_session: Any) -> dict[str, str]:
+    from identity.service import create_api_token
+
+    _row, secret = create_api_token(TEST_CORP_ID, "ops", "admin", None)
+    db_session.commit()
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def test_healthz_reports_backlogs_to_an_admin(client: Any, db_session: Any, admin_headers: dict[str, str]) -> None:
     old = _event(1)
     _event(2)
     db_session.execute(InboxEvent.__table__.update().where(InboxEvent.id == old)
                        .values(received_at=utcnow() - dt.timedelta(hours=1)))
     command = enqueue(TEST_CORP_ID, "mark_tag", "mark_tag", {"userid": "u", "external_userid": "e"})
-    command.status = "failed"
+    command.status, command.last_error, command.done_at = "failed", "errcode=40068 invalid tag", utcnow()
     db_session.commit()
-    body = client.get("/healthz").get_json()
-    assert body["status"] == "ok"
+    assert client.get("/healthz").get_json() == {"status": "degraded"}  # no figures to the public
+    body = client.get("/healthz", headers=admin_headers).get_json()
+    assert body["status"] == "degraded"
     assert body["inbox"]["pending"] == 2 and body["inbox"]["oldest_pending_age_s"] >= 3599
-    assert body["outbox"] == {"pending": 0, "failed": 1, "oldest_pending_age_s": 0.0}
-    assert any(r.startswith("inbox:") for r in body["degraded"])
-    assert any(r.startswith("outbox: 1 failed") for r in body["degraded"])
+    assert body["outbox"]["failed"] == 1 and body["outbox"]["failed_recently"]["count"] == 1
+    assert any(r.startswith("inbox: the oldest pending event") for r in body["degraded"])
+    assert not any(r.startswith("outbox") for r in body["degraded"])  # one failed command: look, not degraded
+    assert any("40068" in a for a in body["attention"])
+
+
+def test_healthz_is_degraded_while_wecom_fails_not_after_one_bad_callback(client: Any, db_session: Any,
+                                                                         admin_headers: dict[str, str]) -> None:
+    bad = db_session.get(InboxEvent, _event(1))
+    bad.status, bad.last_error, bad.processed_at = "failed", "KeyError: 'ExternalUserID'", utcnow()
+    db_session.commit()
+    assert client.get("/healthz").get_json() == {"status": "ok"}  # one bad callback
+    assert any("KeyError" in a for a in client.get("/healthz", headers=admin_headers).get_json()["attention"])
+    # WeCom answers 502: three commands are waiting to retry, none has failed for good yet
+    for n in range(3):
+        cmd = enqueue(TEST_CORP_ID, "mark_tag", "mark_tag", {"userid": "u", "external_userid": f"e{n}"})
+        cmd.attempts, cmd.last_error = 1, "errcode=-3 HTTP 502 (/cgi-bin/externalcontact/mark_tag)"
+        cmd.next_attempt_at = utcnow() + dt.timedelta(seconds=4)
+    db_session.commit()
+    assert client.get("/healthz").get_json() == {"status": "degraded"}
+    body = client.get("/healthz", headers=admin_headers).get_json()
+    assert any("WeCom is failing now" in r and "502" in r for r in body["degraded"])
 
 
 # ---------------------------------------------------------------- kill -9 mid-burst
