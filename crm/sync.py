@@ -24,6 +24,7 @@ from sqlalchemy import select, text, update
 
 from core.db import db, from_epoch, utcnow
 from core.signals import StaffResigned, staff_resigned
+from core.tasks import enqueue_task
 from wecom.client import WeComError
 
 from .models import (Customer, FollowRelation, GroupChat, GroupChatMember, Staff, SyncRun, Tag, TagAssignment,
@@ -36,6 +37,8 @@ log = logging.getLogger("scrm.crm.sync")
 USERS_PER_CALL = 100  # batch/get_by_user accepts at most 100 userids
 PAGE_LIMIT = 100  # and returns at most 100 rows a page
 STALE_RUN = dt.timedelta(minutes=10)  # a "running" sync silent this long has died
+STAFF_NAMES_TASK = "crm.staff_names"
+NAMES_PER_TASK = 200  # user/get calls one task makes; it queues itself again while names are missing
 
 
 class SyncBusy(RuntimeError):
@@ -105,6 +108,9 @@ class FullSync:
             run.status = "done"
             run.finished_at = utcnow()
             run.counts = {**self.progress.counts, **local_counts(self.corp_id)}
+            if db.session.scalar(select(Staff.id).where(Staff.corp_id == self.corp_id, Staff.name == Staff.userid,
+                                                        Staff.status == "active").limit(1)) is not None:
+                enqueue_task(self.corp_id, STAFF_NAMES_TASK, {}, dedupe_key=STAFF_NAMES_TASK)
             db.session.commit()
             log.info("crm.sync.done corp=%s counts=%s", self.corp_id, run.counts)
             return run
@@ -159,22 +165,17 @@ class FullSync:
 
     def sync_staff(self) -> list[str]:
         """Follow users are active; known staff missing from the list are resigned (if WeCom says
-        their customers wait for handover) or inactive."""
+        their customers wait for handover) or inactive. New members are named by their userid until
+        the `crm.staff_names` task (queued when the sync ends) reads their names: the sync itself
+        makes only the calls it cannot do without (the follow-user list, the tag list, the pages)."""
         self.progress.phase = "staff"
         follow_users = sorted(set(self.client.get_follow_user_list()))
         now = utcnow()
         known = {s.userid: s for s in db.session.scalars(select(Staff).where(Staff.corp_id == self.corp_id))}
-        names_unavailable = 0
         for userid in follow_users:
             staff = known.get(userid) or Staff(corp_id=self.corp_id, userid=userid, name=userid)
             if staff.id is None:
                 db.session.add(staff)
-            info = self._user_info(userid)
-            if info is None:
-                names_unavailable += 1
-            else:
-                staff.name = info.get("name") or staff.name
-                staff.department_ids = list(info.get("department") or [])
             staff.status = "active"
             staff.resigned_at = None
             staff.synced_at = now
@@ -192,20 +193,9 @@ class FullSync:
                     staff.status = "inactive"
         db.session.commit()
         self.progress.counts["staff"] = len(follow_users)
-        if names_unavailable:
-            self.progress.counts["staff_names_unavailable"] = names_unavailable
         self.progress.staff_batches_total = -(-len(follow_users) // USERS_PER_CALL)
         self._report(self.progress)
         return follow_users
-
-    def _user_info(self, userid: str) -> dict[str, Any] | None:
-        try:
-            return self.client.get_user(userid)
-        except WeComError as exc:
-            if exc.transient:
-                raise
-            # The contact secret may not read member details (48002/60011): keep the userid as the name.
-            return None
 
     def _resigned_userids(self) -> dict[str, dt.datetime | None]:
         resigned: dict[str, dt.datetime | None] = {}
@@ -464,3 +454,29 @@ def local_counts(corp_id: str) -> dict[str, int]:
         "group_chats": count(select(func.count()).select_from(GroupChat)
                              .where(GroupChat.corp_id == corp_id, GroupChat.dismissed_at.is_(None))),
     }
+
+
+def fill_staff_names(task: Any) -> None:
+    """The `crm.staff_names` task: read the names of active members still named by their userid
+    (`user/get`, NAMES_PER_TASK at a time), then queue itself again while some remain. A member the
+    contact secret may not read (48002/60011) keeps the userid and is not asked again until renamed."""
+    from wecom.client import contact_client
+
+    client = contact_client()
+    corp_id = task.corp_id
+    after = int((task.payload or {}).get("after_id") or 0)
+    unnamed = list(db.session.scalars(select(Staff).where(
+        Staff.corp_id == corp_id, Staff.name == Staff.userid, Staff.status == "active", Staff.id > after)
+        .order_by(Staff.id).limit(NAMES_PER_TASK + 1)))
+    for staff in unnamed[:NAMES_PER_TASK]:
+        try:
+            info = client.get_user(staff.userid)
+        except WeComError as exc:
+            if exc.transient:
+                raise
+            info = {}  # may not read members: keep the userid
+        staff.name = str(info.get("name") or staff.userid)
+        staff.department_ids = list(info.get("department") or staff.department_ids or [])
+    if len(unnamed) > NAMES_PER_TASK:  # the next ones, after the last asked (an unreadable one is not asked again)
+        last = unnamed[NAMES_PER_TASK - 1].id
+        enqueue_task(corp_id, STAFF_NAMES_TASK, {"after_id": last}, dedupe_key=f"{STAFF_NAMES_TASK}:{last}")

@@ -122,3 +122,22 @@ def test_added_customers_reach_the_rules_once_each(db_session: Any, emu: Any) ->
     from tagging.rules.service import FIRE_TASK
 
     assert _count(db_session, Task, Task.kind == FIRE_TASK) == 4
+
+
+def test_the_sync_calls_only_what_it_needs_and_names_members_afterwards(db_session: Any, emu: Any) -> None:
+    from crm.models import Staff
+    from crm.sync import FullSync
+    from tests.helpers import run_tasks
+    from wecom.client import contact_client
+
+    for userid, name in (("zhangsan", "张三"), ("lisi", "李四")):
+        emu.act.add_staff(userid, name)
+        emu.act.customer_adds_staff(userid, welcome_code=False)
+    FullSync(contact_client(), TEST_CORP_ID).run()
+    assert emu.call_count("/cgi-bin/user/get") == 0  # the sync: follow users, tags, pages (and chats)
+    names = dict(db_session.execute(select(Staff.userid, Staff.name)).tuples().all())
+    assert names == {"zhangsan": "zhangsan", "lisi": "lisi"}
+    run_tasks()  # the task the sync queued
+    db_session.expire_all()
+    names = dict(db_session.execute(select(Staff.userid, Staff.name)).tuples().all())
+    assert names == {"zhangsan": "张三", "lisi": "李四"} and emu.call_count("/cgi-bin/user/get") == 2
