@@ -36,6 +36,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import emit_rows, row  # noqa: E402
 from stack import Stack, add_customers  # noqa: E402
 
 def applying_seconds(stack: Stack, first_id: int) -> float:
@@ -173,6 +174,19 @@ def main() -> None:
     report(figures)
     if opts.json:
         Path(opts.json).write_text(json.dumps({"apply": figures}, indent=2))
+    f, s = figures, figures["sustained"]
+    case = f"{f['database']}, {f['events']:,} add events"
+    rows = [row("apply rate", case + ", 1 worker", "events/s", round(f["one_worker_rate"]), "/s", "≥ 400/s",
+                f["one_worker_rate"] >= 400),
+            row("apply rate", case + ", 2 workers", "events/s", round(f["two_workers_rate"]), "/s", "> 1 worker",
+                f["two_workers_rate"] > f["one_worker_rate"]),
+            row("apply rate", f"{f['database']}, exactly once", "one audit row per event",
+                1 if f["exactly_once"] else 0, "", "yes", f["exactly_once"])]
+    if s:
+        grows = s["pending_second_half_max"] > max(50, 2 * s["pending_first_half_max"])
+        rows.append(row("apply rate", f"{f['database']}, {s['rate']:.0f} callbacks/s for {s['seconds']:.0f} s, 1 worker",
+                        "most pending", s["max_pending"], "events", "does not grow", not grows))
+    emit_rows(rows)
     if not figures["exactly_once"]:
         raise SystemExit("not every event was applied exactly once")
 

@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from common import emit_rows  # noqa: E402
+from common import row as table_row  # noqa: E402
 from worker_crash import ENV, PY, Db, database, free_port, wait_http  # noqa: E402
 
 LUA = r"""
@@ -359,6 +361,20 @@ def main() -> None:
     report(results)
     if opts.json:
         Path(opts.json).write_text(json.dumps({"callbacks": results}, indent=2))
+    rows = []
+    for r in results:
+        db = r["database"]
+        rows += [table_row("callback ingest", f"{db}, /livez (trivial, same server)", "answers/s",
+                           round(r["trivial"]["rate"]), "/s"),
+                 table_row("callback ingest", f"{db}, unique callbacks as fast as answered", "answers/s",
+                           round(r["callback"]["rate"]), "/s", "≥ 0.5 × /livez", r["ratio"] >= 0.5),
+                 table_row("callback ingest", f"{db}, repeats as fast as answered", "answers/s",
+                           round(r["duplicate"]["rate"]), "/s"),
+                 table_row("callback ingest", f"{db}, paced at 1,000 unique/s", "p99", round(r["paced"]["p99"], 1), "ms",
+                           "< 10 ms", r["paced"]["p99"] < 10 and r["paced"]["rate"] >= 950),
+                 table_row("callback ingest", f"{db}, every callback stored once", "exactly once",
+                           1 if r["exact"] else 0, "", "yes", r["exact"])]
+    emit_rows(rows)
     if not all(r["exact"] for r in results):
         raise SystemExit("the inbox does not hold exactly one row per distinct payload")
 

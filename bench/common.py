@@ -19,3 +19,17 @@ SETTINGS = {
 }
 TAG_GROUPS = {"客户等级": ["A类", "B类", "C类"], "行业": ["教育", "医疗", "制造", "零售", "金融", "互联网"],
               "来源渠道": ["展会", "官网", "转介绍", "广告", "线下活动"], "意向产品": ["标准版", "专业版", "旗舰版"]}
+
+
+def row(benchmark: str, case: str, figure: str, value: float, unit: str, target: str = "",
+        met: bool | None = None) -> dict[str, object]:
+    """One line of `python -m bench`'s table: a figure of a benchmark, its target and whether it is met."""
+    return {"benchmark": benchmark, "case": case, "figure": figure, "value": value, "unit": unit,
+            "target": target, "met": met}
+
+
+def emit_rows(rows: list[dict[str, object]]) -> None:
+    """Print the rows for `python -m bench` (one machine-readable line; the bench's own output stays)."""
+    import json
+
+    print("BENCH-ROWS " + json.dumps(rows, ensure_ascii=False), flush=True)

@@ -31,7 +31,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CORP, SETTINGS, TAG_GROUPS  # noqa: E402
+from common import CORP, SETTINGS, TAG_GROUPS, emit_rows  # noqa: E402
+from common import row as table_row  # noqa: E402
+
+ROWS: list[dict[str, object]] = []
 CHUNK = 50_000
 STAGES = ["潜在客户", "意向客户", "成交客户", "忠诚客户", "流失客户", None]
 STATES = ["", "", "expo2026", "web", "ad_baidu", "poster", "referral"]
@@ -292,6 +295,10 @@ def bench_one(kind: str, n: int, runs: int, pg_url: str) -> list[str]:
                 finally:
                     tagging.segments.service.facets_enabled = facets.enabled  # type: ignore[assignment]
             for label, (p50, p95, count) in after.items():
+                ROWS.append(table_row("segment preview", f"{'PostgreSQL' if kind == 'postgresql' else 'SQLite'}, "
+                                f"{n:,} customers, {label}", "p95", round(p95, 1), "ms",
+                                "< 200 ms" if kind == "postgresql" and n >= 1_000_000 else "",
+                                p95 < 200 if kind == "postgresql" and n >= 1_000_000 else None))
                 line = f"{kind:8} {n:>9,}  {label:24} count {count:>8,}  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms"
                 if label in before:
                     b50, b95, bcount = before[label]
@@ -319,6 +326,7 @@ def main() -> None:
             report += bench_one(kind.strip(), n, args.runs, pg_url)
     print("\nsummary (preview = count + 10-customer sample; admin scope unless named)")
     print("\n".join(report))
+    emit_rows(ROWS)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,10 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
 PY = sys.executable
+
+from common import emit_rows, row  # noqa: E402
 ENV = {
     "SCRM_DEMO": "1", "WECOM_CORP_ID": "wwbench000000001", "WECOM_CONTACT_SECRET": "bench-contact-secret",
     "WECOM_AGENT_ID": "1000002", "WECOM_AGENT_SECRET": "bench-agent-secret", "WECOM_TOKEN": "BenchToken",
@@ -102,6 +105,8 @@ def bench(n: int) -> dict:
                            capture_output=True)
             seconds, rss = run_measured([PY, "-m", "flask", "wecom", "sync"], env)
             calls = get_json(f"http://127.0.0.1:{port}/emulator/calls")
+            facets = subprocess.run([PY, "-m", "flask", "tagging", "facets"], cwd=ROOT, env=env,
+                                    capture_output=True, text=True)
             local = json.loads(subprocess.run(
                 [PY, "-c", "from app import create_app; from crm.sync import local_counts; import json, os;"
                            "a = create_app();\nwith a.app_context(): print(json.dumps(local_counts(os.environ['WECOM_CORP_ID'])))"],
@@ -112,12 +117,14 @@ def bench(n: int) -> dict:
             drop()
     keys = ("staff", "customers", "relations", "tag_groups", "tags", "group_chats")
     return {"n": n, "seed_s": seed_s, "summary": summary, "local": local, "seconds": seconds, "rss_mib": rss,
-            "calls": calls, "match": all(summary.get(k) == local.get(k) for k in keys)}
+            "calls": calls, "match": all(summary.get(k) == local.get(k) for k in keys),
+            "facets_agree": facets.returncode == 0, "facets_output": facets.stdout.strip()[-300:]}
 
 
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [10_000, 100_000]
     db_kind = "PostgreSQL" if os.environ.get("BENCH_DATABASE_URL") else "SQLite"
+    rows: list[dict[str, object]] = []
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, database {db_kind}")
     print(f"{'customers':>10} {'relations':>10} {'staff':>6} {'batch calls':>11} {'other calls':>11} "
@@ -133,6 +140,23 @@ def main() -> None:
         if not r["match"]:
             print("  emulator:", r["summary"], "\n  local:   ", r["local"])
         print("  calls:", json.dumps(calls, ensure_ascii=False))
+        print("  facets:", r["facets_output"] or "(not used on SQLite)")
+        staff_batches = -(-r["summary"]["follow_users"] // 100)
+        chats = calls.get("/cgi-bin/externalcontact/groupchat/get", 0) + calls.get(
+            "/cgi-bin/externalcontact/groupchat/list", 0)
+        extra = other - chats - calls.get("/cgi-bin/gettoken", 0) - calls.get(
+            "/cgi-bin/externalcontact/get_follow_user_list", 0) - calls.get("/cgi-bin/externalcontact/get_corp_tag_list", 0)
+        minimum = batch <= -(-rel // 100) + staff_batches and extra == 0
+        case = f"{db_kind}, {rel:,} relations"
+        big = rel >= 900_000
+        rows += [row("full sync", case, "time", round(r["seconds"], 1), "s", "< 600 s" if big else "",
+                     r["seconds"] < 600 if big else None),
+                 row("full sync", case, "peak memory", r["rss_mib"], "MiB", "< 300 MiB", r["rss_mib"] < 300),
+                 row("full sync", case, "WeCom calls", batch + other, "calls",
+                     f"pages ≤ {-(-rel // 100) + staff_batches}, follow list, tag list, chats", minimum),
+                 row("full sync", case, "counts and facets agree", 1 if r["match"] and r["facets_agree"] else 0, "",
+                     "yes", r["match"] and r["facets_agree"])]
+    emit_rows(rows)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,10 @@ Now a refresh of the customers a statement touched:
    follow-ups. There is no other plan to pick, so none depends on statistics; the cost is
    proportional to what the statement touched.
 
-The view stays: `flask tagging facets` checks and rebuilds against it.
+The view `customer_facets_expected`, which `flask tagging facets` checks and rebuilds against, is
+rewritten the same way: aggregates grouped by customer and hash-joined, instead of a LATERAL lookup
+per customer that fell into the same index trap (a check of a million customers right after a first
+sync would have taken hours).
 
 Revision ID: a10b0c0d0e05
 Revises: a10b0c0d0e03
@@ -81,6 +84,36 @@ END
 $$
 """
 
+EXPECTED = """
+CREATE OR REPLACE VIEW customer_facets_expected AS
+SELECT c.id AS customer_id, c.corp_id, coalesce(r.n, 0) > 0 AS followed, coalesce(t.pks, '{}') AS tag_pks,
+       r.added_min, r.added_max, c.stage, fu.last_at AS last_followup_at
+FROM customers c
+LEFT JOIN (SELECT fr.customer_id, count(*) AS n, min(fr.added_at) AS added_min, max(fr.added_at) AS added_max
+           FROM follow_relations fr WHERE fr.status = 'active' GROUP BY fr.customer_id) r ON r.customer_id = c.id
+LEFT JOIN (SELECT fr.customer_id, array_agg(DISTINCT ta.tag_pk ORDER BY ta.tag_pk) AS pks
+           FROM tag_assignments ta JOIN follow_relations fr ON fr.id = ta.relation_id
+           WHERE fr.status = 'active' GROUP BY fr.customer_id) t ON t.customer_id = c.id
+LEFT JOIN (SELECT fu.customer_id, max(fu.created_at) AS last_at FROM followups fu GROUP BY fu.customer_id) fu
+       ON fu.customer_id = c.id
+"""
+
+OLD_EXPECTED = """
+CREATE OR REPLACE VIEW customer_facets_expected AS
+SELECT c.id AS customer_id, c.corp_id, r.followed, coalesce(t.pks, '{}') AS tag_pks,
+       r.added_min, r.added_max, c.stage, fu.last_at AS last_followup_at
+FROM customers c
+LEFT JOIN LATERAL (
+    SELECT count(*) > 0 AS followed, min(fr.added_at) AS added_min, max(fr.added_at) AS added_max
+    FROM follow_relations fr WHERE fr.corp_id = c.corp_id AND fr.customer_id = c.id AND fr.status = 'active') r ON true
+LEFT JOIN LATERAL (
+    SELECT array_agg(DISTINCT ta.tag_pk ORDER BY ta.tag_pk) AS pks
+    FROM tag_assignments ta JOIN follow_relations fr ON fr.id = ta.relation_id
+    WHERE ta.customer_id = c.id AND fr.status = 'active') t ON true
+LEFT JOIN LATERAL (
+    SELECT max(fu.created_at) AS last_at FROM followups fu WHERE fu.customer_id = c.id) fu ON true
+"""
+
 # The function of 3f7a9c2e5b10, restored on downgrade.
 OLD_REFRESH = """
 CREATE OR REPLACE FUNCTION scrm_refresh_customer_facets(ids integer[]) RETURNS void
@@ -120,9 +153,11 @@ def upgrade():
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(REFRESH)
+    op.execute(EXPECTED)
 
 
 def downgrade():
     if op.get_bind().dialect.name != "postgresql":
         return
+    op.execute(OLD_EXPECTED)
     op.execute(OLD_REFRESH)
