@@ -29,7 +29,7 @@ per customer that fell into the same index trap (a check of a million customers 
 sync would have taken hours).
 
 Revision ID: a10b0c0d0e05
-Revises: a10b0c0d0e03
+Revises: a10b0c0d0e04 (the console's)
 Create Date: 2026-12-05 02:00:00
 
 """
@@ -38,7 +38,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'a10b0c0d0e05'
-down_revision = 'a10b0c0d0e03'
+down_revision = 'a10b0c0d0e04'
 branch_labels = None
 depends_on = None
 
