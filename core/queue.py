@@ -31,7 +31,7 @@ def is_postgres() -> bool:
     return db.session.get_bind().dialect.name == "postgresql"
 
 
-def claim(table: Table, urgent: Any, worker_id: str, limit: int, lease: float) -> list[int]:
+def claim(table: Table, urgent: Any, worker_id: str, limit: int, lease: float, *, urgent_only: bool = False) -> list[int]:
     """Claim up to `limit` due pending rows for `lease` seconds; commit; their ids, most urgent first.
 
     Rows with a deadline (`urgent`) come first, nearest deadline first, then the others oldest first.
@@ -44,6 +44,8 @@ def claim(table: Table, urgent: Any, worker_id: str, limit: int, lease: float) -
     c = table.c
     due = and_(c.status == "pending", c.next_attempt_at <= now,
                or_(c.claimed_until.is_(None), c.claimed_until < now))
+    if urgent_only:  # only rows with a deadline (a welcome message's 20 s)
+        due = and_(due, urgent.is_not(None))
     candidates = select(c.id).where(due).order_by(urgent.is_(None), urgent, c.id).limit(limit)
     if is_postgres():
         # A CTE is evaluated once; an IN (subquery … SKIP LOCKED) may be re-run by the planner

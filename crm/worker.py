@@ -95,6 +95,7 @@ class Worker:
         """Claim and handle one batch of due events, then of due commands; how many were handled."""
         handled = 0
         with self.app.app_context():
+            handled += self._send_urgent()
             events = claim_events(self.name, self.event_batch, self.lease)
             if events and not self._stop.is_set():
                 for outcome in process_events(events, self.name, retry_base=self.retry_base).values():
@@ -121,6 +122,20 @@ class Worker:
             return None
         self.listener = WorkListener(url, self.wake, name=f"scrm-listen-{self.name}").start()
         return self.listener
+
+    def _send_urgent(self) -> int:
+        """Every due command with a deadline (welcome messages: 20 s) before anything else: under a burst
+        of events they would otherwise wait behind a hundred events per round and expire."""
+        handled = 0
+        while not self._stop.is_set():
+            ids = claim_commands(self.name, self.batch, self.lease, urgent_only=True)
+            if not ids:
+                break
+            for command_id in ids:
+                self._count("command." + process_command(command_id, self.name, self.client_for,
+                                                         retry_base=self.retry_base))
+                handled += 1
+        return handled
 
     def run(self) -> None:
         """Loop until `stop()`: work while there is work, else sleep until woken or polled."""

@@ -304,6 +304,22 @@ def enqueue(corp_id: str, kind: str, method: str, args: dict[str, Any], *,
     return command
 
 
+def withdraw(command_id: int, reason: str) -> bool:
+    """Take back a command that is still waiting: pending, held by no worker, and never sent (no
+    `sending_at`). It is failed with `withdrawn: {reason}` (flush). False when it is too late: a worker
+    holds it or has sent it, and the caller must undo it in WeCom instead."""
+    now = utcnow()
+    result = db.session.execute(update(OutboxCommand).where(
+        OutboxCommand.id == command_id, OutboxCommand.status == "pending", OutboxCommand.sending_at.is_(None),
+        or_(OutboxCommand.claimed_until.is_(None), OutboxCommand.claimed_until < now))
+        .values(status="failed", done_at=now, last_error=f"withdrawn: {reason}", claimed_by=None, claimed_until=None)
+        .execution_options(synchronize_session=False))
+    if result.rowcount == 1:
+        log.info("wecom.outbox.withdrawn id=%s reason=%s", command_id, reason)
+        return True
+    return False
+
+
 def find_command(corp_id: str, dedupe_key: str) -> OutboxCommand | None:
     """The latest command with this dedupe key, whatever its status."""
     return db.session.scalar(select(OutboxCommand).where(OutboxCommand.corp_id == corp_id,
@@ -373,9 +389,11 @@ def claim_events(worker_id: str, limit: int = 10, lease: float = 60.0) -> list[i
     return claim(InboxEvent.__table__, InboxEvent.__table__.c.deadline, worker_id, limit, lease)
 
 
-def claim_commands(worker_id: str, limit: int = 10, lease: float = 60.0) -> list[int]:
-    """Claim due pending outbox commands (see `core.queue.claim`)."""
-    return claim(OutboxCommand.__table__, OutboxCommand.__table__.c.not_after, worker_id, limit, lease)
+def claim_commands(worker_id: str, limit: int = 10, lease: float = 60.0, *, urgent_only: bool = False) -> list[int]:
+    """Claim due pending outbox commands (see `core.queue.claim`); with `urgent_only`, only those with a
+    deadline (`not_after`: a welcome message must go within WeCom's 20 s)."""
+    return claim(OutboxCommand.__table__, OutboxCommand.__table__.c.not_after, worker_id, limit, lease,
+                 urgent_only=urgent_only)
 
 
 def _retryable(exc: BaseException) -> bool:
