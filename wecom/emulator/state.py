@@ -8,6 +8,7 @@ staff member, append-only with tombstones), so a million relations fit in a few 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import heapq
 import random
@@ -181,7 +182,24 @@ class Transfer:
         return self.takeover_time < other.takeover_time
 
 
+# Mass-message quota periods (wecom-api.md §7.1 ⚠): the 2023 spec says 1 per day, older texts 4 per natural month.
+QUOTA_DAY, QUOTA_MONTH = "day", "month"
+CHINA_OFFSET = 8 * 3600
+
+
+def quota_period(period: str, when: int) -> tuple[str, int]:
+    """The China calendar day (or natural month) `when` falls in, as a key of `State.received`."""
+    china = when + CHINA_OFFSET
+    if period == QUOTA_MONTH:
+        day = dt.datetime.fromtimestamp(china, dt.timezone.utc)
+        return (QUOTA_MONTH, day.year * 12 + day.month - 1)
+    return (QUOTA_DAY, china // 86400)
+
+
 class MsgTask:
+    """One member's task in a mass message: the targets it was given and, once the member confirmed
+    (sent) it, a result per target: 1 sent, 2 not a friend (or not the chat's owner), 3 quota reached."""
+
     __slots__ = ("userid", "status", "send_time", "targets", "results")
 
     def __init__(self, userid: str, targets: list[str]) -> None:
@@ -193,8 +211,10 @@ class MsgTask:
 
 
 class MsgTemplate:
+    """A mass message (企业群发): created by the API (create_type 0) or by a member in the client (1)."""
+
     __slots__ = ("msgid", "chat_type", "create_time", "create_type", "creator", "text", "attachments",
-                 "tasks", "cancelled", "reminders")
+                 "tasks", "cancelled", "reminders", "confirm_at")
 
     def __init__(self, msgid: str, chat_type: str, create_time: int, text: dict[str, Any] | None,
                  attachments: list[dict[str, Any]]) -> None:
@@ -208,6 +228,51 @@ class MsgTemplate:
         self.tasks: dict[str, MsgTask] = {}
         self.cancelled = False
         self.reminders: list[int] = []
+        self.confirm_at: int | None = None  # every member confirms at this time (`State.groupmsg_auto_confirm`)
+
+    def confirm(self, state: "State", userid: str, at: int, chat_ids: list[str] | None = None) -> dict[str, int]:
+        """The member sends their task at `at`: each target gets 1, 2 or 3; the quota is spent on 1.
+
+        For a group message the owner picks the chats when confirming (`chat_ids`, default all); chats
+        not picked stay unsent and are never listed in the results (wecom-api.md §7.4).
+        """
+        task = self.tasks[userid]
+        counts = {1: 0, 2: 0, 3: 0}
+        picked = set(task.targets if chat_ids is None else chat_ids)
+        for target in task.targets:
+            if self.chat_type == "group" and target not in picked:
+                continue
+            if self.chat_type == "single":
+                rel = state.relation(userid, target)
+                ok = rel is not None and rel.status == ACTIVE
+            else:
+                chat = state.group_chats.get(target)
+                ok = chat is not None and not chat.dismissed and chat.owner == userid
+            key = (target, *quota_period(state.groupmsg_quota_period, at))
+            if not ok:
+                status = 2
+            elif state.received.get(key, 0) >= state.groupmsg_quota:
+                status = 3
+            else:
+                status = 1
+                state.received[key] = state.received.get(key, 0) + 1
+            task.results[target] = (status, at if status == 1 else 0)
+            counts[status] += 1
+        task.status, task.send_time = 2, at
+        return {"sent": counts[1], "not_friend": counts[2], "quota": counts[3]}
+
+    @staticmethod
+    def settle(state: "State", now: int) -> None:
+        """Confirm, in order of their time, the tasks whose automatic confirmation time has come
+        (as if every member had pressed 发送 then), so the quota is spent in the right order."""
+        due = sorted((t for t in state.msg_templates.values()
+                      if t.confirm_at is not None and t.confirm_at <= now and not t.cancelled),
+                     key=lambda t: (t.confirm_at or 0, t.create_time))
+        for tpl in due:
+            for userid, task in tpl.tasks.items():
+                if not task.status:
+                    tpl.confirm(state, userid, tpl.confirm_at or now)
+            tpl.confirm_at = None
 
 
 class RelationsView(Mapping[tuple[str, str], Relation]):
@@ -252,8 +317,10 @@ class State:
         self.refusals: set[str] = set()
         self.customer_limit: int | None = None  # takeover member's cap (status 4) when set
         self.msg_templates: dict[str, MsgTemplate] = {}
-        self.groupmsg_quota = 1  # mass messages one customer/group may receive per day
-        self.received: dict[tuple[str, int], int] = {}
+        self.groupmsg_quota = 1  # mass messages one customer/group may receive per period
+        self.groupmsg_quota_period = QUOTA_DAY  # QUOTA_DAY (China calendar day) | QUOTA_MONTH (natural month)
+        self.groupmsg_auto_confirm: int | None = None  # members confirm new tasks this many seconds after creation
+        self.received: dict[tuple[str, str, int], int] = {}  # (target, period kind, period) -> received
         self.contact_ways: dict[str, dict[str, Any]] = {}
         self.media: dict[str, dict[str, Any]] = {}
         self.messages: list[dict[str, Any]] = []  # app messages sent with message/send

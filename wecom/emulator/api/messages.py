@@ -4,12 +4,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..state import (ACTIVE, MsgTask,
-                     MsgTemplate, Relation, State)
-from .base import ATTACHMENT_TYPES, ApiError, Ctx, byte_len, clamp_limit, as_list, check_media, need_member, cursor_offset, paginate, contact
-
+from ..state import ACTIVE, MsgTask, MsgTemplate, Relation, State
+from .base import ATTACHMENT_TYPES, ApiError, Ctx, as_list, byte_len, check_media, contact, cursor_offset, need_member, paginate
 
 # ---------------------------------------------------------------- §7 mass messages and welcome
+
+# (default, maximum) page sizes: a `limit` above the maximum silently falls back to the DEFAULT, not to the
+# maximum (wecom-api.md §7.3), so a client that asks for too much gets smaller pages, never an error.
+LIST_LIMITS = (50, 100)
+TASK_LIMITS = (500, 1000)
+RESULT_LIMITS = (500, 1000)
+
+
+def page_limit(value: Any, limits: tuple[int, int]) -> int:
+    """The page size WeCom uses for a requested `limit`: the default when absent, zero or too large."""
+    default, maximum = limits
+    if value in (None, ""):
+        return default
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ApiError(40058, "invalid limit") from None
+    return n if 0 < n <= maximum else default
+
+
+def settle(ctx: Ctx) -> None:
+    """Confirm the tasks whose automatic confirmation time has come, before anything reads or spends quota."""
+    MsgTemplate.settle(ctx.state, ctx.now)
 
 
 def _check_content(ctx: Ctx, body: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -56,6 +77,7 @@ def _tag_filter_ok(st: State, rel: Relation, groups: list[list[str]]) -> bool:
 
 @contact("add_msg_template")
 def add_msg_template(ctx: Ctx) -> dict[str, Any]:
+    settle(ctx)
     st, body = ctx.state, ctx.body
     chat_type = body.get("chat_type") or "single"
     if chat_type not in ("single", "group"):
@@ -112,11 +134,14 @@ def add_msg_template(ctx: Ctx) -> dict[str, Any]:
     tpl = MsgTemplate("msg" + st.new_id("", 29), chat_type, ctx.now, text, attachments)
     for userid, targets in per_sender.items():
         tpl.tasks[userid] = MsgTask(userid, targets)
+    if st.groupmsg_auto_confirm is not None:
+        tpl.confirm_at = ctx.now + st.groupmsg_auto_confirm
     st.msg_templates[tpl.msgid] = tpl
     return {"fail_list": fail, "msgid": tpl.msgid}
 
 
 def _template(ctx: Ctx) -> MsgTemplate:
+    settle(ctx)
     msgid = ctx.body.get("msgid")
     if not msgid:
         raise ApiError(41046)
@@ -140,7 +165,8 @@ def get_groupmsg_list_v2(ctx: Ctx) -> dict[str, Any]:
         raise ApiError(40058, "the time span must be at most one month")
     filter_type = body.get("filter_type", 2)
     creator = body.get("creator")
-    limit = clamp_limit(body.get("limit"), 50, 100)
+    limit = page_limit(body.get("limit"), LIST_LIMITS)
+    settle(ctx)
     rows = []
     for tpl in ctx.state.msg_templates.values():
         if tpl.chat_type != chat_type or not start <= tpl.create_time <= end:
@@ -163,13 +189,15 @@ def get_groupmsg_list_v2(ctx: Ctx) -> dict[str, Any]:
 @contact("get_groupmsg_task")
 def get_groupmsg_task(ctx: Ctx) -> dict[str, Any]:
     tpl = _template(ctx)
+    if tpl.cancelled:  # wecom-api.md §7.3: a cancelled mass message answers 41093 here
+        raise ApiError(41093)
     rows = []
     for task in tpl.tasks.values():
         item: dict[str, Any] = {"userid": task.userid, "status": task.status}
         if task.status:
             item["send_time"] = task.send_time
         rows.append(item)
-    page, cursor = paginate(rows, cursor_offset(ctx), clamp_limit(ctx.body.get("limit"), 500, 1000))
+    page, cursor = paginate(rows, cursor_offset(ctx), page_limit(ctx.body.get("limit"), TASK_LIMITS))
     return {"next_cursor": cursor, "task_list": page}
 
 
@@ -182,11 +210,13 @@ def get_groupmsg_send_result(ctx: Ctx) -> dict[str, Any]:
     key = "external_userid" if tpl.chat_type == "single" else "chat_id"
     for target in (task.targets if task else []):
         status, when = task.results.get(target, (0, 0)) if task else (0, 0)
+        if tpl.chat_type == "group" and status != 1:
+            continue  # the owner picks the chats when confirming: only chats already sent are listed
         item: dict[str, Any] = {key: target, "userid": member.userid, "status": status}
         if status == 1:
             item["send_time"] = when
         rows.append(item)
-    page, cursor = paginate(rows, cursor_offset(ctx), clamp_limit(ctx.body.get("limit"), 500, 1000))
+    page, cursor = paginate(rows, cursor_offset(ctx), page_limit(ctx.body.get("limit"), RESULT_LIMITS))
     return {"next_cursor": cursor, "send_list": page}
 
 
