@@ -30,7 +30,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() not in (ROOT, ROOT / "bench")] + [str(ROOT / "bench")]  # the product before this directory (bench/campaigns.py is not campaigns/)
 from common import CORP, SETTINGS, TAG_GROUPS, emit_rows  # noqa: E402
 from common import row as table_row  # noqa: E402
 

@@ -31,7 +31,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() not in (ROOT, ROOT / "bench")] + [str(ROOT / "bench")]  # the product before this directory (bench/campaigns.py is not campaigns/)
 from common import CORP, SETTINGS, TAG_GROUPS, emit_rows, row  # noqa: E402
 CHUNK = 20_000
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"

@@ -351,15 +351,11 @@ def apply_customer_events(events: list[InboxEvent]) -> set[int]:
     staff_names = _new_staff_names(corp_id, {u for follows in listed.values() for u in follows}, client)
     ensure_corp(corp_id)
     ensure_staff(corp_id, staff_names)
-    known = dict(db.session.execute(select(FollowRelation.id, FollowRelation.customer_id)
-                                    .join(Customer, Customer.id == FollowRelation.customer_id)
-                                    .where(Customer.corp_id == corp_id, Customer.external_userid.in_(sorted(details)))
-                                    ).tuples().all())
-    pending = _pending_by_relation(corp_id, list(known))
     reported = [Reported(data["external_contact"],
                          [Follow(u, info, _wanted_tag_ids(info)) for u, info in listed[ext].items()], complete=True)
                 for ext, data in details.items()]
-    written = write_customers(corp_id, reported, utcnow(), tag_pks=tag_pks, source="wecom", pending=pending)
+    written = write_customers(corp_id, reported, utcnow(), tag_pks=tag_pks, source="wecom",
+                              pending=lambda ids: _pending_by_relation(corp_id, ids))
     names = {ext: str(data["external_contact"].get("name") or "") for ext, data in details.items()}
     signalled: set[int] = set()
     for event in events:

@@ -283,12 +283,8 @@ class FullSync:
         reported = [Reported(row["external_contact"],
                              [Follow(row["follow_info"]["userid"], row["follow_info"],
                                      list(row["follow_info"].get("tag_id") or []))]) for row in rows]
-        exts = sorted({r.external_userid for r in reported})
-        relation_ids = list(db.session.scalars(
-            select(FollowRelation.id).join(Customer, Customer.id == FollowRelation.customer_id)
-            .where(Customer.corp_id == self.corp_id, Customer.external_userid.in_(exts))))
         written = write_customers(self.corp_id, reported, seen_at, tag_pks=self.tag_pks, source="sync",
-                                  protected=protected_relations(self.corp_id, relation_ids))
+                                  protected=lambda ids: protected_relations(self.corp_id, ids))
         self._count("customers_created", len(written.created_customers))
         self._count("relations_created", len(written.created_relations))
         self._count("relations_protected", written.protected_relations)

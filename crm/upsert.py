@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
-from sqlalchemy import JSON, Integer, String, any_, cast, delete, select, update
+from sqlalchemy import JSON, Integer, any_, cast, delete, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 
@@ -174,12 +174,15 @@ def ensure_staff(corp_id: str, names: dict[str, str]) -> None:
 
 
 def write_customers(corp_id: str, reported: Sequence[Reported], seen_at: dt.datetime, *, tag_pks: dict[str, int],
-                    source: str, protected: Iterable[int] = (),
-                    pending: dict[int, list[Any]] | None = None) -> Written:
+                    source: str, protected: Iterable[int] | Callable[[list[int]], set[int]] = (),
+                    pending: dict[int, list[Any]] | Callable[[list[int]], dict[int, list[Any]]] | None = None
+                    ) -> Written:
     """Upsert customers, their listed relations and those relations' tags (see the module docstring).
 
-    `tag_pks` maps WeCom tag ids to local pks (a tag id not in it is counted and skipped); `pending`
-    maps relation ids to their pending outbox commands (objects with `.method` and `.args`).
+    `tag_pks` maps WeCom tag ids to local pks (a tag id not in it is counted and skipped); `protected`
+    is a set of relation ids, or a function that names them among the customers' existing relations;
+    `pending` maps relation ids to their pending outbox commands (objects with `.method` and `.args`),
+    or is a function that does so for the customers' existing relations.
     """
     out = Written()
     if not reported:
@@ -188,8 +191,9 @@ def write_customers(corp_id: str, reported: Sequence[Reported], seen_at: dt.date
     _write_contacts(corp_id, by_ext, seen_at, out)
     listed = [(ext, f) for ext, item in by_ext.items() for f in item.follows]
     existing = _existing_relations(corp_id, list(out.customer_ids.values()))
-    protected_ids = set(protected)
-    waiting = pending or {}
+    existing_ids = [rel["id"] for rel in existing.values()]
+    protected_ids = set(protected(existing_ids)) if callable(protected) else set(protected)
+    waiting = (pending(existing_ids) if callable(pending) else pending) or {}
     rows: list[dict[str, Any]] = []
     skipped: list[int] = []
     for ext, follow in listed:
@@ -249,30 +253,58 @@ def _merged(reported: Sequence[Reported]) -> dict[str, Reported]:
 
 def _write_contacts(corp_id: str, by_ext: dict[str, Reported], seen_at: dt.datetime, out: Written) -> None:
     exts = sorted(by_ext)
-    known: set[str] = set()
     postgres = _postgres()
-    for part in _chunks(exts):
-        where = (Customer.external_userid == any_(cast(list(part), ARRAY(String))) if postgres
-                 else Customer.external_userid.in_(list(part)))
-        known.update(db.session.scalars(select(Customer.external_userid).where(Customer.corp_id == corp_id, where)))
-    out.created_customers = set(exts) - known
+    if not postgres:  # PostgreSQL tells which rows the upsert inserted (xmax = 0); SQLite is asked first
+        known: set[str] = set()
+        for part in _chunks(exts):
+            known.update(db.session.scalars(select(Customer.external_userid).where(
+                Customer.corp_id == corp_id, Customer.external_userid.in_(list(part)))))
+        out.created_customers = set(exts) - known
     now = utcnow()
     rows = [{"corp_id": corp_id, "external_userid": ext, **contact_values(by_ext[ext].contact, seen_at),
              "created_at": now, "updated_at": now} for ext in exts]
     updated = [c for c in rows[0] if c not in ("corp_id", "external_userid", "created_at")]
+    returning = ("id", "external_userid", "(xmax = 0)") if postgres else ("id", "external_userid")
     for part in _chunks(rows):
-        for cid, ext in _write(Customer.__table__, part, conflict=("corp_id", "external_userid"), update=updated,
-                               returning=("id", "external_userid")):
-            out.customer_ids[ext] = cid
+        for found in _write(Customer.__table__, part, conflict=("corp_id", "external_userid"), update=updated,
+                            returning=returning):
+            out.customer_ids[found[1]] = found[0]
+            if postgres and found[2]:
+                out.created_customers.add(found[1])
+
+
+def _by_keys(table: str, key: str, key_type: str, columns: Sequence[str], keys: Sequence[Any]) -> list[Any]:
+    """PostgreSQL: rows of `table` whose `key` is one of `keys`, one index lookup per key.
+
+    Written as a LATERAL subquery per key on purpose: a plain `key = ANY(…)` next to `corp_id = …`
+    leaves the planner a choice, and on tables without statistics (a first sync, autovacuum off) it
+    took an index on corp_id alone and filtered the whole corp for every page. `OFFSET 0` keeps the
+    subquery from being flattened into a join (which the planner then answered with a sequential scan
+    and a hash, thinking the table small): one index lookup per key, whatever the statistics say."""
+    sql = _SQL_CACHE.get((table, key, tuple(columns)))
+    if sql is None:
+        sql = (f"SELECT {', '.join('t.' + c for c in columns)} FROM unnest(CAST(%(keys)s AS {key_type}[])) AS k(v) "
+               f"CROSS JOIN LATERAL (SELECT {', '.join(columns)} FROM {table} WHERE {key} = k.v OFFSET 0) AS t")
+        _SQL_CACHE[(table, key, tuple(columns))] = sql
+    return list(db.session.connection().exec_driver_sql(sql, {"keys": list(keys)}))
 
 
 def _existing_relations(corp_id: str, customer_ids: list[int]) -> dict[tuple[int, str], dict[str, Any]]:
     found: dict[tuple[int, str], dict[str, Any]] = {}
-    columns = (FollowRelation.id, FollowRelation.customer_id, FollowRelation.userid, FollowRelation.status,
-               *(getattr(FollowRelation, name) for name in REMARK_FIELDS))
+    names = ("id", "customer_id", "userid", "status", *REMARK_FIELDS)
+    if _postgres():
+        mobiles = names.index("remark_mobiles")
+        for part in _chunks(sorted(customer_ids)):
+            for values in _by_keys("follow_relations", "customer_id", "integer", names, part):
+                row = dict(zip(names, values))
+                if isinstance(values[mobiles], str):
+                    row["remark_mobiles"] = json.loads(values[mobiles])
+                found[(row["customer_id"], row["userid"])] = row
+        return found
+    columns = [getattr(FollowRelation, name) for name in names]
     for part in _chunks(sorted(customer_ids)):
         for row in db.session.execute(select(*columns).where(FollowRelation.corp_id == corp_id,
-                                                             _ids_in(FollowRelation.customer_id, part))):
+                                                             FollowRelation.customer_id.in_(list(part)))):
             found[(row.customer_id, row.userid)] = dict(row._mapping)
     return found
 
@@ -320,8 +352,11 @@ def _write_tags(corp_id: str, by_ext: dict[str, Reported], tag_pks: dict[str, in
             customer_of[rid] = out.customer_ids[ext]
     current: dict[int, dict[int, int]] = {rid: {} for rid in wanted}
     for part in _chunks(sorted(wanted)):
-        for aid, rid, pk in db.session.execute(select(TagAssignment.id, TagAssignment.relation_id, TagAssignment.tag_pk)
-                                               .where(_ids_in(TagAssignment.relation_id, part))):
+        rows = (_by_keys("tag_assignments", "relation_id", "integer", ("id", "relation_id", "tag_pk"), part)
+                if _postgres() else
+                db.session.execute(select(TagAssignment.id, TagAssignment.relation_id, TagAssignment.tag_pk)
+                                   .where(TagAssignment.relation_id.in_(list(part)))))
+        for aid, rid, pk in rows:
             current[rid][pk] = aid
     # pending mark_tag commands name WeCom tag ids; resolve them through every tag the corp has
     touched_ids = {str(t) for rid in wanted for c in waiting.get(rid, ()) if c.method == "mark_tag"
