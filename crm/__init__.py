@@ -14,12 +14,12 @@ def init_app(app: Flask) -> None:
     from core.tasks import register_task
 
     from .routes import bp
-    from .sync import STAFF_NAMES_TASK, fill_staff_names
+    from .sync import STAFF_NAMES_TASK, refresh_staff
     from .worker import install_embedded
 
     app.register_blueprint(bp)
     app.cli.add_command(worker_command)
     wecom_cli.add_command(sync_command)
     handlers.register(app)  # (Event, ChangeType) → handler, the sync protector, outbox after-hooks
-    register_task(app, STAFF_NAMES_TASK, fill_staff_names)  # members' names, read after a sync
+    register_task(app, STAFF_NAMES_TASK, refresh_staff)  # members' names and departments, after a sync
     install_embedded(app)  # the embedded default: a worker thread in the process that serves requests

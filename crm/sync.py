@@ -30,7 +30,7 @@ from wecom.client import WeComError
 from .models import (Customer, FollowRelation, GroupChat, GroupChatMember, Staff, SyncRun, Tag, TagAssignment,
                      TagGroup)
 from .service import ensure_corp
-from .upsert import Follow, Reported, write_customers
+from .upsert import Follow, Reported, write_customers, write_tag_catalog
 
 log = logging.getLogger("scrm.crm.sync")
 
@@ -38,7 +38,7 @@ USERS_PER_CALL = 100  # batch/get_by_user accepts at most 100 userids
 PAGE_LIMIT = 100  # and returns at most 100 rows a page
 STALE_RUN = dt.timedelta(minutes=10)  # a "running" sync silent this long has died
 STAFF_NAMES_TASK = "crm.staff_names"
-NAMES_PER_TASK = 200  # user/get calls one task makes; it queues itself again while names are missing
+NAMES_PER_TASK = 200  # user/get calls one task makes; it queues itself again for the next members
 
 
 class SyncBusy(RuntimeError):
@@ -108,9 +108,7 @@ class FullSync:
             run.status = "done"
             run.finished_at = utcnow()
             run.counts = {**self.progress.counts, **local_counts(self.corp_id)}
-            if db.session.scalar(select(Staff.id).where(Staff.corp_id == self.corp_id, Staff.name == Staff.userid,
-                                                        Staff.status == "active").limit(1)) is not None:
-                enqueue_task(self.corp_id, STAFF_NAMES_TASK, {}, dedupe_key=STAFF_NAMES_TASK)
+            enqueue_task(self.corp_id, STAFF_NAMES_TASK, {}, dedupe_key=STAFF_NAMES_TASK)
             db.session.commit()
             log.info("crm.sync.done corp=%s counts=%s", self.corp_id, run.counts)
             return run
@@ -166,8 +164,9 @@ class FullSync:
     def sync_staff(self) -> list[str]:
         """Follow users are active; known staff missing from the list are resigned (if WeCom says
         their customers wait for handover) or inactive. New members are named by their userid until
-        the `crm.staff_names` task (queued when the sync ends) reads their names: the sync itself
-        makes only the calls it cannot do without (the follow-user list, the tag list, the pages)."""
+        the `crm.staff_names` task (queued when the sync ends) reads every member's name and
+        departments: the sync itself makes only the calls it cannot do without (the follow-user list,
+        the tag list, the pages, the chats)."""
         self.progress.phase = "staff"
         follow_users = sorted(set(self.client.get_follow_user_list()))
         now = utcnow()
@@ -206,49 +205,12 @@ class FullSync:
     # ------------------------------------------------------------------ tags
 
     def sync_tags(self) -> None:
-        """Upsert corp tag groups and tags by WeCom id; tombstone what WeCom no longer has."""
+        """Upsert corp tag groups and tags by WeCom id; tombstone what WeCom no longer has (`crm.upsert`:
+        set-based, and safe while the worker applies a tag callback for the same group)."""
         self.progress.phase = "tags"
-        now = utcnow()
-        groups = {g.group_id: g for g in db.session.scalars(select(TagGroup).where(TagGroup.corp_id == self.corp_id))}
-        tags = {t.tag_id: t for t in db.session.scalars(select(Tag).where(Tag.corp_id == self.corp_id))}
-        seen_groups: set[str] = set()
-        seen_tags: set[str] = set()
-        healed = 0
-        for g in self.client.get_corp_tag_list():
-            group = groups.get(g["group_id"])
-            if group is None:
-                group = TagGroup(corp_id=self.corp_id, group_id=g["group_id"], name=g["group_name"])
-                db.session.add(group)
-                groups[group.group_id] = group
-            elif group.name != g["group_name"] or group.deleted_at is not None:
-                healed += 1
-            group.name, group.order = g["group_name"], int(g.get("order") or 0)
-            group.wecom_created_at = from_epoch(g.get("create_time"))
-            group.deleted_at, group.synced_at = None, now
-            seen_groups.add(group.group_id)
-            db.session.flush()
-            for t in g.get("tag", []):
-                tag = tags.get(t["id"])
-                if tag is None:
-                    tag = Tag(corp_id=self.corp_id, tag_id=t["id"], group_pk=group.id, name=t["name"])
-                    db.session.add(tag)
-                    tags[tag.tag_id] = tag
-                elif tag.name != t["name"] or tag.group_pk != group.id or tag.deleted_at is not None:
-                    healed += 1
-                tag.name, tag.group_pk, tag.order = t["name"], group.id, int(t.get("order") or 0)
-                tag.wecom_created_at = from_epoch(t.get("create_time"))
-                tag.deleted_at, tag.synced_at = None, now
-                seen_tags.add(tag.tag_id)
-        for tag_id, tag in tags.items():
-            if tag_id not in seen_tags and tag.deleted_at is None:
-                tag.deleted_at = now
-                healed += 1
-        for group_id, group in groups.items():
-            if group_id not in seen_groups and group.deleted_at is None:
-                group.deleted_at = now
-                healed += 1
+        counts = write_tag_catalog(self.corp_id, self.client.get_corp_tag_list(), utcnow())
         db.session.commit()
-        self.progress.counts.update(tag_groups=len(seen_groups), tags=len(seen_tags), tags_healed=healed)
+        self.progress.counts.update(counts)
         self._load_tag_pks()
 
     def _load_tag_pks(self) -> None:
@@ -452,27 +414,29 @@ def local_counts(corp_id: str) -> dict[str, int]:
     }
 
 
-def fill_staff_names(task: Any) -> None:
-    """The `crm.staff_names` task: read the names of active members still named by their userid
-    (`user/get`, NAMES_PER_TASK at a time), then queue itself again while some remain. A member the
-    contact secret may not read (48002/60011) keeps the userid and is not asked again until renamed."""
+def refresh_staff(task: Any) -> None:
+    """The `crm.staff_names` task, queued when a sync ends: read every active member's name and
+    departments (`user/get`, NAMES_PER_TASK at a time, in id order), then queue itself for the next
+    ones. Departments decide a manager's scope, so they are read for everyone, not only new members;
+    this is work of its own, after the sync, so the sync makes only the calls it cannot do without. A
+    member the contact secret may not read (48002/60011) keeps what we have."""
     from wecom.client import contact_client
 
     client = contact_client()
     corp_id = task.corp_id
     after = int((task.payload or {}).get("after_id") or 0)
-    unnamed = list(db.session.scalars(select(Staff).where(
-        Staff.corp_id == corp_id, Staff.name == Staff.userid, Staff.status == "active", Staff.id > after)
+    members = list(db.session.scalars(select(Staff).where(
+        Staff.corp_id == corp_id, Staff.status == "active", Staff.id > after)
         .order_by(Staff.id).limit(NAMES_PER_TASK + 1)))
-    for staff in unnamed[:NAMES_PER_TASK]:
+    for staff in members[:NAMES_PER_TASK]:
         try:
             info = client.get_user(staff.userid)
         except WeComError as exc:
             if exc.transient:
                 raise
-            info = {}  # may not read members: keep the userid
-        staff.name = str(info.get("name") or staff.userid)
-        staff.department_ids = list(info.get("department") or staff.department_ids or [])
-    if len(unnamed) > NAMES_PER_TASK:  # the next ones, after the last asked (an unreadable one is not asked again)
-        last = unnamed[NAMES_PER_TASK - 1].id
+            continue  # may not read members: keep what we have
+        staff.name = str(info.get("name") or staff.name or staff.userid)
+        staff.department_ids = list(info.get("department") or [])
+    if len(members) > NAMES_PER_TASK:
+        last = members[NAMES_PER_TASK - 1].id
         enqueue_task(corp_id, STAFF_NAMES_TASK, {"after_id": last}, dedupe_key=f"{STAFF_NAMES_TASK}:{last}")

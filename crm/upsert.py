@@ -32,7 +32,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from core.db import UTCDateTime, db, from_epoch, utcnow
 
-from .models import Customer, FollowRelation, Staff, TagAssignment
+from .models import Customer, FollowRelation, Staff, Tag, TagAssignment, TagGroup
 
 CHUNK = 500  # rows per statement: well under SQLite's and PostgreSQL's bind-parameter limits
 REMARK_FIELDS = ("remark", "description", "remark_corp_name", "remark_mobiles")
@@ -119,8 +119,8 @@ def _write(table: Any, rows: Sequence[dict[str, Any]], *, conflict: Sequence[str
         else:
             marks = "(" + ", ".join("?" for _ in columns) + ")"
             source = "VALUES " + ", ".join(marks for _ in rows)
-        action = ("DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in update)) if update else "DO NOTHING"
-        sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) {source} "
+        action = ("DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in update)) if update else "DO NOTHING"
+        sql = (f"INSERT INTO {table.name} ({', '.join(f'{chr(34)}{c}{chr(34)}' for c in columns)}) {source} "
                f"ON CONFLICT ({', '.join(conflict)}) {action}"
                + (f" RETURNING {', '.join(returning)}" if returning else ""))
         _SQL_CACHE[key] = sql
@@ -162,6 +162,44 @@ def follow_values(info: dict[str, Any], seen_at: dt.datetime) -> dict[str, Any]:
             "add_way": int(info.get("add_way", 0) or 0), "state": info.get("state", "") or "",
             "oper_userid": info.get("oper_userid", "") or "", "status": "active", "lost_at": None,
             "lost_reason": None, "synced_at": seen_at}
+
+
+def write_tag_catalog(corp_id: str, groups: list[dict[str, Any]], seen_at: dt.datetime) -> dict[str, int]:
+    """The whole corp tag catalog as `get_corp_tag_list` returns it: groups and tags upserted by WeCom
+    id (safe while the worker applies a tag callback at the same moment), and what WeCom no longer
+    has tombstoned (`deleted_at`; the rows stay so history reads). Counts, with `healed`: rows that
+    differed from WeCom before."""
+    before_groups = {gid: (name, deleted) for gid, name, deleted in db.session.execute(
+        select(TagGroup.group_id, TagGroup.name, TagGroup.deleted_at).where(TagGroup.corp_id == corp_id))}
+    before_tags = {tid: (name, group_pk, deleted) for tid, name, group_pk, deleted in db.session.execute(
+        select(Tag.tag_id, Tag.name, Tag.group_pk, Tag.deleted_at).where(Tag.corp_id == corp_id))}
+    group_rows = [{"corp_id": corp_id, "group_id": g["group_id"], "name": g.get("group_name") or "",
+                   "order": int(g.get("order") or 0), "wecom_created_at": from_epoch(g.get("create_time")),
+                   "deleted_at": None, "synced_at": seen_at} for g in groups]
+    group_pks = {gid: pk for pk, gid in _write(TagGroup.__table__, group_rows, conflict=("corp_id", "group_id"),
+                                               update=("name", "order", "wecom_created_at", "deleted_at", "synced_at"),
+                                               returning=("id", "group_id"))}
+    tag_rows = [{"corp_id": corp_id, "tag_id": t["id"], "group_pk": group_pks[g["group_id"]], "name": t.get("name") or "",
+                 "order": int(t.get("order") or 0), "wecom_created_at": from_epoch(t.get("create_time")),
+                 "deleted_at": None, "synced_at": seen_at} for g in groups for t in g.get("tag") or []]
+    tag_pks: dict[str, int] = {}
+    for part in _chunks(tag_rows):
+        tag_pks.update({tid: pk for pk, tid in _write(
+            Tag.__table__, part, conflict=("corp_id", "tag_id"),
+            update=("group_pk", "name", "order", "wecom_created_at", "deleted_at", "synced_at"),
+            returning=("id", "tag_id"))})
+    healed = sum(1 for r in group_rows if r["group_id"] in before_groups
+                 and before_groups[r["group_id"]] != (r["name"], None))
+    healed += sum(1 for r in tag_rows if r["tag_id"] in before_tags
+                  and before_tags[r["tag_id"]] != (r["name"], r["group_pk"], None))
+    gone_groups = [gid for gid, (_, deleted) in before_groups.items() if gid not in group_pks and deleted is None]
+    gone_tags = [tid for tid, (_, _, deleted) in before_tags.items() if tid not in tag_pks and deleted is None]
+    for model, column, gone in ((TagGroup, TagGroup.group_id, gone_groups), (Tag, Tag.tag_id, gone_tags)):
+        for part in _chunks(gone):
+            db.session.execute(update(model).where(model.corp_id == corp_id, column.in_(list(part)))
+                               .values(deleted_at=seen_at).execution_options(synchronize_session=False))
+    _expire(TagGroup, Tag)
+    return {"tag_groups": len(group_rows), "tags": len(tag_rows), "tags_healed": healed + len(gone_groups) + len(gone_tags)}
 
 
 def ensure_staff(corp_id: str, names: dict[str, str]) -> None:
@@ -363,8 +401,6 @@ def _write_tags(corp_id: str, by_ext: dict[str, Reported], tag_pks: dict[str, in
                    for t in list((c.args or {}).get("add_tag") or []) + list((c.args or {}).get("remove_tag") or [])}
     resolve = dict(tag_pks)
     if touched_ids - set(resolve):
-        from .models import Tag
-
         resolve.update(db.session.execute(select(Tag.tag_id, Tag.id).where(
             Tag.corp_id == corp_id, Tag.tag_id.in_(sorted(touched_ids - set(resolve))))).tuples().all())
     now = utcnow()

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from tests.helpers import TEST_CORP_ID
+from tests.helpers import TEST_CORP_ID, run_tasks
 
 XSS_NAME = "<img src=x onerror=alert(1)>"
 
@@ -53,6 +53,7 @@ def corp(emu: Any, db_session: Any) -> Corp:
     made.chat_id = emu.act.group_chat_created("zhangsan", [made.customers["xss"], made.customers["shared"], "lisi"],
                                               "华东客户群")
     FullSync(contact_client(), TEST_CORP_ID).run()
+    run_tasks()  # the members' names and departments, read after the sync
     # The manager relation is ours (WeCom's user/get may not carry it): laowang manages lisi.
     for staff in db_session.query(Staff).filter(Staff.userid == "lisi"):
         staff.manager_userid = "laowang"
