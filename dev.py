@@ -4,6 +4,13 @@
     python3 dev.py demo    set up, start the WeCom emulator and the server on SQLite, seed, sync, print the URLs
     python3 dev.py test    set up and run the whole test suite (extra arguments go to pytest)
 
+The demo starts BOTH fresh every time: the emulator keeps its corp in memory and seeds a new one at each
+start, so the demo database (instance/demo.db, or $DEMO_DB) is deleted first. Keeping the database while
+the emulator forgets what happened would make the next sync mark every customer of the previous demo
+as lost. After the sync it adds the demo's activity (stages, follow-ups, behaviour events, value tiers:
+`flask console demo-activity`), plays a few customers deleting and adding staff in the emulator (real
+callbacks), and refreshes the overview. DEMO_SETUP_ONLY=1 stops after that (the tests use it).
+
 Setup is a virtualenv in .venv with the exact versions of requirements.lock, reinstalled only
 when the lock changes. `.ci/run` calls `dev.py test --ci`: the suite runs a second time against
 PostgreSQL, and a missing Chromium or PostgreSQL fails instead of skipping.
@@ -12,9 +19,11 @@ PostgreSQL, and a missing Chromium or PostgreSQL fails instead of skipping.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -32,6 +41,7 @@ LINTED = ["app.py", "core", "wecom", "crm", "identity", "tagging", "handover", "
 
 DEMO_PORT = int(os.environ.get("DEMO_PORT", "5000"))
 EMULATOR_PORT = int(os.environ.get("EMULATOR_PORT", "8900"))
+DEMO_DB = Path(os.environ.get("DEMO_DB") or ROOT / "instance" / "demo.db").resolve()
 DEMO_ENV = {
     "SCRM_DEMO": "1",
     "WECOM_CORP_ID": "wwdemo0000000001",
@@ -43,8 +53,12 @@ DEMO_ENV = {
     "WECOM_API_BASE": f"http://127.0.0.1:{EMULATOR_PORT}",
     "WECOM_OAUTH_BASE": f"http://127.0.0.1:{EMULATOR_PORT}",
     "SCRM_PUBLIC_URL": f"http://127.0.0.1:{DEMO_PORT}",
-    "DATABASE_URL": "sqlite:///demo.db",
+    "DATABASE_URL": f"sqlite:///{DEMO_DB}",
 }
+# What a customer does in the demo's first minutes (real callbacks through the emulator): two customers
+# delete their salesperson, one salesperson deletes a customer, three new customers scan the trade-show code.
+DEMO_LOSSES = ("customer_deletes_staff", "customer_deletes_staff", "staff_deletes_customer")
+DEMO_NEW = (("zhangwei", "展会访客王先生"), ("lina", "展会访客刘女士"), ("chenjing", "展会访客赵总"))
 
 
 def say(text: str) -> None:
@@ -124,6 +138,44 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, seconds: floa
     sys.exit(f"{what} did not answer at {url} within {seconds:.0f} s")
 
 
+def fresh_demo_database(path: Path = DEMO_DB) -> list[Path]:
+    """Delete the demo's SQLite database (and its WAL files) so that it starts as fresh as the emulator."""
+    removed = []
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        candidate = path.with_name(name)
+        if candidate.exists():
+            candidate.unlink()
+            removed.append(candidate)
+    return removed
+
+
+def _emulator_act(action: str, body: dict[str, object]) -> object:
+    request = urllib.request.Request(f"http://127.0.0.1:{EMULATOR_PORT}/emulator/act/{action}", method="POST",
+                                     data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read() or b"null")
+
+
+def play_demo_customers() -> None:
+    """A few customers leave and a few arrive through the trade-show channel, as callbacks the server applies."""
+    with sqlite3.connect(DEMO_DB) as conn:  # the same customers every time: the emulator's seed is deterministic
+        rows = conn.execute("SELECT c.external_userid, r.userid FROM follow_relations r JOIN customers c "
+                            "ON c.id = r.customer_id WHERE r.status = 'active' ORDER BY c.external_userid, r.userid "
+                            f"LIMIT {len(DEMO_LOSSES)}").fetchall()
+    for action, (ext, userid) in zip(DEMO_LOSSES, rows):
+        _emulator_act(action, {"userid": userid, "external_userid": ext})
+    for userid, name in DEMO_NEW:
+        _emulator_act("customer_adds_staff", {"userid": userid, "name": name, "state": "expo2026"})
+    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{EMULATOR_PORT}/emulator/wait-idle",
+                                                  method="POST", data=b"{}"), timeout=60)
+    deadline = time.time() + 60  # then the server's worker applies them
+    while time.time() < deadline:
+        with sqlite3.connect(DEMO_DB) as conn:
+            if not conn.execute("SELECT count(*) FROM wecom_inbox WHERE status = 'pending'").fetchone()[0]:
+                return
+        time.sleep(0.5)
+
+
 def cmd_demo(args: list[str]) -> int:
     setup()
     env = {**os.environ, **DEMO_ENV, "FLASK_APP": "app", "PYTHONPATH": str(ROOT)}
@@ -148,14 +200,23 @@ def cmd_demo(args: list[str]) -> int:
             [*flask, "wecom", "emulator", "--port", str(EMULATOR_PORT), "--seed", seed,
              "--callback-url", f"http://127.0.0.1:{DEMO_PORT}/wecom/callback"], cwd=ROOT, env=env))
         _wait_http(f"http://127.0.0.1:{EMULATOR_PORT}/emulator/summary", procs[0], "the emulator")
-        say("migrating the database (instance/demo.db)")
+        if fresh_demo_database():
+            say(f"the emulator seeded a new corp: starting the demo database afresh too ({DEMO_DB})")
+        say(f"migrating the database ({DEMO_DB})")
         run([*flask, "db", "upgrade"], env=env)
         say("full sync from the emulator")
         run([*flask, "wecom", "sync"], env=env)
         run([*flask, "roles", "grant", "zhangwei", "admin"], env=env, stdout=subprocess.DEVNULL)
+        say("the demo's activity: stages, follow-ups, behaviour events, value tiers")
+        run([*flask, "console", "demo-activity"], env=env)
         say(f"starting the server on port {DEMO_PORT}")
         procs.append(subprocess.Popen([*flask, "run", "--port", str(DEMO_PORT)], cwd=ROOT, env=env))
         _wait_http(f"http://127.0.0.1:{DEMO_PORT}/healthz", procs[1], "the server")
+        say("a few customers leave and arrive (emulator callbacks)")
+        play_demo_customers()
+        run([*flask, "console", "overview-refresh"], env=env)
+        if os.environ.get("DEMO_SETUP_ONLY"):
+            return 0
         base = f"http://127.0.0.1:{DEMO_PORT}"
         print(f"""
   The demo is running (Ctrl-C stops both).

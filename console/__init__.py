@@ -1,16 +1,17 @@
-"""The web console's shell: layout and style, navigation, sign-in pages, roles, the error pages.
+"""The web console: its shell (layout and style, navigation, sign-in, roles, error pages), the customer
+list and customer page (`customers/`), and the overview with its charts (`overview/`).
 
 The top of the house: it may import every feature package; none imports it. Feature pages extend
-`console/base.html` (blocks `title`, `content`, `head`); the navigation is the table `NAV` below,
-filtered by the signed-in person's role (and by what this build has). `error.html` is the page every
-4xx/5xx of a page shows (`core.api.render_error_page`).
+`console/base.html` (blocks `title`, `content`, `head`) and use the classes of `static/console.css`;
+the navigation is the table `NAV` below, filtered by the signed-in person's role (and by what this
+build has). `error.html` is the page every 4xx/5xx of a page shows (`core.api.render_error_page`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, current_app
+from flask import Flask, Response, current_app, request, url_for
 
 from core.settings import settings
 from identity.service import ROLE_LABELS
@@ -25,6 +26,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 # (endpoint, label, roles besides admin that see it; () = everyone)
 NAV: list[tuple[str, str, tuple[str, ...]]] = [
     ("console.home", "概览", ()),
+    ("console.customers", "客户", ()),
     ("segments.segments_page", "客户分群", ("marketer", "manager")),
     ("tag_catalog.catalog", "标签管理", ("marketer",)),
     ("tag_rules.rules", "自动打标签", ("marketer",)),
@@ -50,18 +52,35 @@ def _security_headers(response: Response) -> Response:
 
 
 def nav_items() -> list[dict[str, Any]]:
-    """The navigation the signed-in person sees (entries of pages this build has, for their role)."""
+    """The navigation the signed-in person sees (entries of pages this build has, for their role); the
+    entry whose pages the request is on (its own URL, or one below it) is marked active."""
     found = current_principal()
     if found is None:
         return []
-    return [{"endpoint": endpoint, "label": label} for endpoint, label, roles in NAV
-            if endpoint in current_app.view_functions and (not roles or found.has_role(*roles))]
+    home = url_for("console.home")
+    items = []
+    for endpoint, label, roles in NAV:
+        if endpoint not in current_app.view_functions or (roles and not found.has_role(*roles)):
+            continue
+        url = url_for(endpoint)
+        active = request.path == url or (url != home and request.path.startswith(url.rstrip("/") + "/"))
+        items.append({"endpoint": endpoint, "label": label, "url": url, "active": active})
+    return items
 
 
 def init_app(app: Flask) -> None:
+    from core.api import register
+
+    from . import customers, labels, overview
+    from .cli import console_cli
     from .routes import bp
 
-    app.register_blueprint(bp)
+    labels.init_app(app)
+    customers.init_app(app)
+    overview.init_app(app)
+    app.register_blueprint(bp)  # after the subpackages added their pages to it
+    register(app, overview.api_blueprint())
+    app.cli.add_command(console_cli)
     app.after_request(_security_headers)
     app.add_template_filter(role_label, "role_label")
     if app.extensions["scrm.settings"].SCRM_PUBLIC_URL.startswith("https://"):

@@ -1,20 +1,20 @@
-"""The console shell's own pages: sign-in, sign-out, the overview and roles."""
+"""The console shell's own pages: sign-in, sign-out and roles. The blueprint `console` also carries the
+pages of `customers/` and `overview/` (the overview is the console's home, `console.home`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from core.db import db
 from core.errors import UserValueError
 from core.uow import mark_failed
-from crm.models import Customer, FollowRelation, Staff
+from crm.models import Staff
 from identity.models import StaffRole
 from identity.service import ROLE_LABELS, ROLES, set_role
-from identity.web import (check_csrf, current_principal, login_required, principal, require_role, safe_next, scope_for,
-                          sign_out)
+from identity.web import check_csrf, current_principal, principal, require_role, safe_next, sign_out
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates",
                static_folder="static", static_url_path="/static")
@@ -39,23 +39,6 @@ def logout() -> Any:
         abort(403)
     sign_out()
     return redirect(url_for("console.login"))
-
-
-@bp.get("/")
-@login_required("console")
-def home() -> Any:
-    p = principal()
-    scope = scope_for(p)
-    relations = select(func.count()).select_from(FollowRelation).where(
-        FollowRelation.corp_id == p.corp_id, FollowRelation.status == "active")
-    if not scope.all:
-        relations = relations.where(FollowRelation.userid.in_(sorted(scope.userids)))
-    figures = {
-        "relations": db.session.scalar(relations) or 0,
-        "customers": db.session.scalar(select(func.count()).select_from(Customer)
-                                       .where(Customer.corp_id == p.corp_id)) if scope.all else None,
-    }
-    return render_template("console/home.html", figures=figures, scope=scope)
 
 
 @bp.route("/roles", methods=["GET", "POST"])

@@ -35,6 +35,8 @@ import core.models  # noqa: E402,F401  every model is imported here, so autogene
 import identity.models  # noqa: E402,F401
 import campaigns.models  # noqa: E402,F401
 import channels.models  # noqa: E402,F401
+import console.customers.models  # noqa: E402,F401
+import console.overview.models  # noqa: E402,F401
 import crm.models  # noqa: E402,F401
 import handover.models  # noqa: E402,F401
 import tagging.bulk.models  # noqa: E402,F401

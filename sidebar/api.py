@@ -1,7 +1,8 @@
 """The customer API the sidebar page calls (and other systems, with a token), and the JS-SDK signature.
 
     GET  /api/v1/customers?q=&tag=&stage=&userid=&cursor=&limit=   list, newest first, keyset-paginated
-    GET  /api/v1/customers/{external_userid}            profile
+    GET  /api/v1/customers/{external_userid}            profile (with tier, stage duration, 30-day summary)
+    GET  /api/v1/customers/{external_userid}/timeline   follow-ups and behaviour events, newest first, paged
     POST /api/v1/customers/{external_userid}/tags       {"userid"?, "add": [...], "remove": [...]} → 202
     POST /api/v1/customers/{external_userid}/followups  {"content", "next_at"?, "userid"?} → 201
     PUT  /api/v1/customers/{external_userid}/stage      {"stage"} → 200
@@ -28,8 +29,8 @@ from wecom import jssdk
 from wecom.client import WeComError, agent_client, contact_client
 
 from . import service
-from .schemas import (CustomerListOut, CustomerListQuery, FollowupIn, FollowupOut, ProfileOut, SignatureOut,
-                      SignatureQuery, CustomerStageIn, CustomerStageOut, TagChangeIn, TagChangeOut)
+from .schemas import (CustomerListOut, CustomerListQuery, CustomerStageIn, CustomerStageOut, FollowupIn, FollowupOut,
+                      ProfileOut, SignatureOut, SignatureQuery, TagChangeIn, TagChangeOut, TimelineOut, TimelineQuery)
 
 log = logging.getLogger("scrm.sidebar.api")
 
@@ -57,6 +58,17 @@ def get_customer(external_userid: str) -> dict[str, Any]:
     """The profile: follow users with their tags, follow-ups (newest first), group chats."""
     p = principal()
     return service.profile(p, service.load_customer(p, external_userid))
+
+
+@bp.get("/customers/<external_userid>/timeline")
+@login_required("sidebar")
+@bp.arguments(TimelineQuery, location="query")
+@bp.response(200, TimelineOut)
+def get_timeline(query: dict[str, Any], external_userid: str) -> dict[str, Any]:
+    """Follow-ups and behaviour events (page views, link opens, forms, orders) merged, newest first."""
+    p = principal()
+    customer = service.load_customer(p, external_userid, fetch=False)
+    return service.timeline(customer, query["cursor"], query["limit"])
 
 
 @bp.post("/customers/<external_userid>/tags")

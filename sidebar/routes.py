@@ -18,7 +18,6 @@ from typing import Any
 from flask import Blueprint, Response, abort, redirect, render_template, request, session, url_for
 
 from identity.web import login_required, principal
-from core.db import db
 from core.settings import settings
 from tagging.catalog.service import tag_catalog
 

@@ -78,6 +78,52 @@ class ChatRef(ResponseSchema):
     owner_userid = fields.String()
 
 
+class ValueTierOut(ResponseSchema):
+    name = fields.String(metadata={"description": "高价值 | 潜力 | 待唤醒 | 流失风险"})
+    since = fields.String(allow_none=True, metadata={"description": "placed in this tier at"})
+    orders = fields.Integer(metadata={"description": "orders in the tier window"})
+    amount = fields.String(metadata={"description": "their amount, e.g. ¥1,280.00"})
+    recency_days = fields.Integer(allow_none=True, metadata={"description": "days since the last order"})
+    active_days = fields.Integer(allow_none=True, metadata={"description": "days since the last event"})
+    computed_at = fields.String(allow_none=True)
+
+
+class ActivitySummaryOut(ResponseSchema):
+    days = fields.Integer()
+    visits = fields.Integer(metadata={"description": "page views"})
+    link_clicks = fields.Integer()
+    forms = fields.Integer()
+    orders = fields.Integer()
+    order_amount = fields.String()
+    followups = fields.Integer()
+    other = fields.Integer(metadata={"description": "events of other types"})
+    text = fields.String(metadata={"description": "the summary in one line, e.g. 近30天：3 次访问，1 笔订单（¥1,280.00）"})
+
+
+class TimelineItemOut(ResponseSchema):
+    kind = fields.String(metadata={"description": "followup | event"})
+    id = fields.String()
+    at = fields.String(allow_none=True)
+    type = fields.String(metadata={"description": "followup, or the event type: page_view, link_click, form, order, …"})
+    title = fields.String(metadata={"description": "what happened, in Chinese"})
+    detail = fields.String(metadata={"description": "the note, the page, the form or the order"})
+    amount = fields.String(allow_none=True, metadata={"description": "an order's amount"})
+    userid = fields.String(metadata={"description": "who wrote the follow-up"})
+    name = fields.String()
+    next_at = fields.String(allow_none=True)
+
+
+class TimelineOut(ResponseSchema):
+    items = fields.List(fields.Nested(TimelineItemOut), required=True, metadata={"description": "newest first"})
+    next_cursor = fields.String(required=True, metadata={"description": "empty on the last page"})
+
+
+class TimelineQuery(RequestSchema):
+    cursor = fields.String(load_default="", validate=validate.Length(max=200),
+                           metadata={"description": "the previous page's next_cursor"})
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, 100))
+
+
 class ProfileOut(ResponseSchema):
     external_userid = fields.String(required=True)
     name = fields.String()
@@ -86,7 +132,12 @@ class ProfileOut(ResponseSchema):
     corp_name = fields.String()
     position = fields.String()
     stage = fields.String(allow_none=True)
+    stage_since = fields.String(allow_none=True, metadata={"description": "when the customer entered the stage"})
+    stage_days = fields.Integer(allow_none=True, metadata={"description": "days in the stage so far"})
     stages = fields.List(fields.String())
+    tier = fields.Nested(ValueTierOut, allow_none=True)
+    summary = fields.Nested(ActivitySummaryOut, metadata={"description": "the last 30 days"})
+    timeline = fields.Nested(TimelineOut, metadata={"description": "the first page of follow-ups and events"})
     follow_users = fields.List(fields.Nested(FollowUserOut))
     followups = fields.List(fields.Nested(FollowupOut), metadata={"description": "newest first"})
     group_chats = fields.List(fields.Nested(ChatRef))

@@ -8,13 +8,15 @@ a customer that does not exist (`CustomerNotFound` → 404), so ids cannot be pr
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import logging
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import selectinload
 
 from core.db import db, utcnow
@@ -25,8 +27,10 @@ from crm.models import (Customer, FollowRelation, FollowUp, GroupChat, GroupChat
 from crm.service import parse_next_at, write_followup
 from identity.service import Principal, Scope
 from identity.web import scope_for
+from tagging.lifecycle.models import BehaviorEvent
 from tagging.lifecycle.stages import change_stage
 from tagging.lifecycle.stages import stage_names as configured_stage_names
+from tagging.lifecycle.tiers import customer_tier
 from tagging.segments.service import FilterError, filter_condition, scope_condition
 from wecom.client import WeComError, contact_client
 from wecom.models import OutboxCommand
@@ -196,6 +200,7 @@ def profile(principal: Principal, customer: Customer) -> dict[str, Any]:
         .where(GroupChatMember.corp_id == corp_id, GroupChatMember.member_id == customer.external_userid,
                GroupChatMember.left_at.is_(None), GroupChat.dismissed_at.is_(None))
         .order_by(GroupChat.name).limit(50)).all()
+    stage = stage_info(customer)
     return {
         "external_userid": customer.external_userid,
         "name": customer.name,
@@ -204,7 +209,12 @@ def profile(principal: Principal, customer: Customer) -> dict[str, Any]:
         "corp_name": customer.corp_name or customer.corp_full_name,
         "position": customer.position,
         "stage": customer.stage,
+        "stage_since": stage["since"],
+        "stage_days": stage["days"],
         "stages": stage_names(corp_id),
+        "tier": value_tier(customer),
+        "summary": activity_summary(customer),
+        "timeline": timeline(customer),
         "follow_users": [{
             "userid": r.userid, "name": staff_names.get(r.userid, ""), "remark": r.remark,
             "description": r.description, "added_at": _iso(r.added_at), "add_way": r.add_way, "state": r.state,
@@ -228,6 +238,148 @@ def _staff_names(corp_id: str, userids: set[str]) -> dict[str, str]:
 def followup_dict(f: FollowUp, staff_names: dict[str, str] | None = None) -> dict[str, Any]:
     return {"id": f.id, "userid": f.userid, "name": (staff_names or {}).get(f.userid, ""), "content": f.content,
             "next_at": _iso(f.next_at), "created_at": _iso(f.created_at)}
+
+
+# ---------------------------------------------------------------- the 360° view: stage, tier, activity, timeline
+
+
+SUMMARY_DAYS = 30
+TIMELINE_PAGE = 20
+TIMELINE_MAX = 100
+EVENT_LABELS = {"page_view": "浏览页面", "link_click": "打开链接", "form": "提交表单", "order": "下单"}
+
+
+def stage_info(customer: Customer, now: dt.datetime | None = None) -> dict[str, Any]:
+    """The customer's stage and since when (its latest change to that stage); no history → unknown."""
+    if not customer.stage:
+        return {"name": None, "since": None, "days": None}
+    since = db.session.scalar(select(StageChange.at).where(StageChange.customer_id == customer.id,
+                                                           StageChange.to_stage == customer.stage)
+                              .order_by(StageChange.at.desc(), StageChange.id.desc()).limit(1))
+    days = None if since is None else max(0, ((now or utcnow()) - since).days)
+    return {"name": customer.stage, "since": _iso(since), "days": days}
+
+
+def value_tier(customer: Customer) -> dict[str, Any] | None:
+    """The customer's value tier (高价值 / 潜力 / …) with the figures it was placed by; None without one."""
+    row = customer_tier(customer.corp_id, customer)
+    if row is None:
+        return None
+    return {"name": row.tier, "since": _iso(row.since), "orders": row.frequency, "amount": money(row.monetary),
+            "recency_days": row.recency_days, "active_days": row.active_days, "computed_at": _iso(row.computed_at)}
+
+
+def money(value: Decimal | int | float | str | None) -> str:
+    """¥1,280.00 (an amount of yuan as the pages show it)."""
+    amount = Decimal(str(value or 0)).quantize(Decimal("0.01"))
+    return f"¥{amount:,.2f}"
+
+
+def activity_summary(customer: Customer, days: int = SUMMARY_DAYS, now: dt.datetime | None = None) -> dict[str, Any]:
+    """What the customer did lately: visits, link opens, forms, orders (with their amount), and the
+    follow-ups written, in the last `days` days; `text` says it in one line ("近30天：3 次访问，1 笔订单（¥1,280.00）")."""
+    since = (now or utcnow()) - dt.timedelta(days=days)
+    counts: dict[str, tuple[int, Decimal]] = {}
+    for kind, n, amount in db.session.execute(
+            select(BehaviorEvent.type, func.count(), func.sum(BehaviorEvent.amount))
+            .where(BehaviorEvent.customer_id == customer.id, BehaviorEvent.at >= since).group_by(BehaviorEvent.type)):
+        counts[kind] = (int(n), Decimal(str(amount or 0)))
+    notes = int(db.session.scalar(select(func.count()).select_from(FollowUp).where(
+        FollowUp.customer_id == customer.id, FollowUp.created_at >= since)) or 0)
+    visits, clicks, forms = (counts.get(k, (0, 0))[0] for k in ("page_view", "link_click", "form"))
+    orders, amount = counts.get("order", (0, Decimal(0)))
+    parts = [text for n, text in ((visits, f"{visits} 次访问"), (clicks, f"打开链接 {clicks} 次"),
+                                  (forms, f"提交表单 {forms} 次"),
+                                  (orders, f"{orders} 笔订单（{money(amount)}）"), (notes, f"{notes} 次跟进")) if n]
+    other = sum(n for k, (n, _) in counts.items() if k not in ("page_view", "link_click", "form", "order"))
+    if other:
+        parts.append(f"其他互动 {other} 次")
+    return {"days": days, "visits": visits, "link_clicks": clicks, "forms": forms, "orders": orders,
+            "order_amount": money(amount), "followups": notes, "other": other,
+            "text": f"近{days}天：" + ("，".join(parts) if parts else "没有互动")}
+
+
+def _event_detail(event: BehaviorEvent) -> str:
+    """One line about a behaviour event, from the properties senders commonly give (never raw JSON)."""
+    props = event.properties if isinstance(event.properties, dict) else {}
+
+    def text(*keys: str) -> str:
+        for key in keys:
+            value = props.get(key)
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
+                return str(value).strip()[:120]
+        return ""
+
+    if event.type == "order":
+        what = text("product", "title", "name", "item", "order_id")
+        return money(event.amount) + (f" · {what}" if what else "")
+    if event.type == "form":
+        return text("form_name", "form", "title", "name") or (event.path or "")
+    return text("title", "name") or (event.path or text("url"))
+
+
+def _event_item(event: BehaviorEvent) -> dict[str, Any]:
+    return {"kind": "event", "id": f"e{event.id}", "at": _iso(event.at), "type": event.type,
+            "title": EVENT_LABELS.get(event.type, f"行为：{event.type}"), "detail": _event_detail(event),
+            "amount": money(event.amount) if event.amount is not None else None}
+
+
+def _followup_item(note: FollowUp, names: dict[str, str]) -> dict[str, Any]:
+    return {"kind": "followup", "id": f"f{note.id}", "at": _iso(note.created_at), "type": "followup",
+            "title": "跟进记录", "detail": note.content, "userid": note.userid,
+            "name": names.get(note.userid, "") or note.userid, "next_at": _iso(note.next_at)}
+
+
+def _timeline_cursor(at: dt.datetime, kind: str, row_id: int) -> str:
+    raw = f"{at.isoformat()}|{kind}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _read_timeline_cursor(cursor: str) -> tuple[dt.datetime, str, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, kind, row_id = raw.split("|")
+        moment = dt.datetime.fromisoformat(at)
+        if moment.tzinfo is None or kind not in ("e", "f"):
+            raise ValueError(kind)
+        return moment, kind, int(row_id)
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise BadListQuery("bad_cursor", "cursor 无效，请使用上一页返回的 next_cursor") from None
+
+
+def _before(at_col: Any, id_col: Any, kind: str, cursor: tuple[dt.datetime, str, int] | None) -> list[Any]:
+    """Rows strictly after the cursor in the order (time, kind, id) descending."""
+    if cursor is None:
+        return []
+    at, ckind, cid = cursor
+    if kind < ckind:
+        return [at_col <= at]
+    if kind > ckind:
+        return [at_col < at]
+    return [or_(at_col < at, and_(at_col == at, id_col < cid))]
+
+
+def timeline(customer: Customer, cursor: str = "", limit: int = TIMELINE_PAGE) -> dict[str, Any]:
+    """Follow-ups and behaviour events merged, newest first, a page at a time (keyset on time, kind, id).
+
+    Returns `{"items": [...], "next_cursor": "" | str}`; `BadListQuery` for a cursor not made here.
+    """
+    limit = max(1, min(limit, TIMELINE_MAX))
+    after = _read_timeline_cursor(cursor) if cursor else None
+    notes = db.session.scalars(select(FollowUp).where(
+        FollowUp.customer_id == customer.id, *_before(FollowUp.created_at, FollowUp.id, "f", after))
+        .order_by(FollowUp.created_at.desc(), FollowUp.id.desc()).limit(limit + 1)).all()
+    events = db.session.scalars(select(BehaviorEvent).where(
+        BehaviorEvent.customer_id == customer.id, *_before(BehaviorEvent.at, BehaviorEvent.id, "e", after))
+        .order_by(BehaviorEvent.at.desc(), BehaviorEvent.id.desc()).limit(limit + 1)).all()
+    merged = sorted([(n.created_at, "f", n.id, n) for n in notes] + [(e.at, "e", e.id, e) for e in events],
+                    key=lambda row: (row[0], row[1], row[2]), reverse=True)
+    page = merged[:limit]
+    names = _staff_names(customer.corp_id, {n.userid for _, k, _, n in page if k == "f"})
+    items = [_followup_item(row, names) if kind == "f" else _event_item(row) for _, kind, _, row in page]
+    more = len(merged) > limit
+    last = page[-1] if page else None
+    return {"items": items, "next_cursor": _timeline_cursor(last[0], last[1], last[2]) if more and last else ""}
 
 
 # ---------------------------------------------------------------- writing

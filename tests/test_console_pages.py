@@ -15,6 +15,7 @@ from tests.helpers import TEST_CORP_ID, sign_in
 PAGES = {
     # path: roles that may open it
     "/console/": ("admin", "manager", "marketer", "staff"),
+    "/console/customers": ("admin", "manager", "marketer", "staff"),  # each sees the customers of their scope
     "/console/roles": ("admin",),
     "/console/segments": ("admin", "manager", "marketer"),  # a manager segments their department's customers
     "/console/segments/new": ("admin", "manager", "marketer"),
@@ -70,5 +71,5 @@ def test_every_navigation_entry_leads_to_a_page(app: Any, client: Any, staff: di
     assert {endpoint for endpoint, _, _ in NAV} - set(app.view_functions) == set()
     _sign_in(client, staff["admin"])
     home = client.get("/console/").get_data(as_text=True)
-    for label in ("客户分群", "标签管理", "自动打标签", "阶段与分层", "角色与权限"):
+    for label in ("客户", "客户分群", "标签管理", "自动打标签", "阶段与分层", "角色与权限"):
         assert label in home, label

@@ -87,12 +87,59 @@
     });
   }
 
-  // Follow-ups: newest at the top.
+  // The timeline: follow-ups and behaviour events, newest first; older pages on request.
   function pad(n) { return (n < 10 ? "0" : "") + n; }
   function chinaTime(iso, withTime) {
     var d = new Date(new Date(iso).getTime() + 8 * 3600 * 1000);
     var s = d.getUTCFullYear() + "-" + pad(d.getUTCMonth() + 1) + "-" + pad(d.getUTCDate());
     return withTime ? s + " " + pad(d.getUTCHours()) + ":" + pad(d.getUTCMinutes()) : s;
+  }
+  var KINDS = ["followup", "page_view", "link_click", "form", "order"];
+  function span(text, cls) {
+    var el = document.createElement("span");
+    if (cls) { el.className = cls; }
+    el.textContent = text;
+    return el;
+  }
+  function timelineItem(item) {
+    var li = document.createElement("li");
+    li.className = "timeline__item timeline__item--" + (KINDS.indexOf(item.type) >= 0 ? item.type : "other");
+    li.setAttribute("data-id", item.id);
+    var meta = document.createElement("div");
+    meta.className = "timeline__meta";
+    meta.appendChild(span(item.title, "timeline__kind"));
+    meta.appendChild(span(item.at ? chinaTime(item.at, true) : "—"));
+    if (item.kind === "followup") {
+      meta.appendChild(span(item.name || item.userid));
+      if (item.next_at) { meta.appendChild(span("下次联系 " + chinaTime(item.next_at, false))); }
+    }
+    li.appendChild(meta);
+    if (item.detail) {
+      var body = document.createElement("div");
+      body.className = "timeline__content";
+      body.textContent = item.detail;
+      li.appendChild(body);
+    }
+    return li;
+  }
+  var list = document.getElementById("timeline");
+  var more = document.getElementById("timeline-more");
+  if (more && list) {
+    more.addEventListener("click", function () {
+      var cursor = list.getAttribute("data-next-cursor");
+      if (!cursor) { return; }
+      more.disabled = true;
+      request("GET", api + "/timeline?cursor=" + encodeURIComponent(cursor))
+        .then(function (page) {
+          page.items.forEach(function (item) {
+            if (!list.querySelector('[data-id="' + item.id + '"]')) { list.appendChild(timelineItem(item)); }
+          });
+          list.setAttribute("data-next-cursor", page.next_cursor || "");
+          more.hidden = !page.next_cursor;
+        })
+        .catch(function (err) { toast(err.message); })
+        .then(function () { more.disabled = false; });
+    });
   }
   var form = document.getElementById("followup-form");
   if (form) {
@@ -108,19 +155,9 @@
       var sent = content.value;
       request("POST", api + "/followups", { content: sent, next_at: next.value || null })
         .then(function (f) {
-          var li = document.createElement("li");
-          li.className = "timeline__item";
-          li.setAttribute("data-id", f.id);
-          var meta = document.createElement("div");
-          meta.className = "timeline__meta";
-          meta.textContent = chinaTime(f.created_at, true) + " · " + (f.name || f.userid) +
-            (f.next_at ? " · 下次联系 " + chinaTime(f.next_at, false) : "");
-          var body = document.createElement("div");
-          body.className = "timeline__content";
-          body.textContent = f.content;
-          li.appendChild(meta); li.appendChild(body);
-          var list = document.getElementById("followups");
-          var empty = document.getElementById("followups-empty");
+          var li = timelineItem({ kind: "followup", id: "f" + f.id, type: "followup", title: "跟进记录", at: f.created_at,
+                                  name: f.name, userid: f.userid, next_at: f.next_at, detail: f.content });
+          var empty = document.getElementById("timeline-empty");
           if (empty) { empty.remove(); }
           list.insertBefore(li, list.firstChild);
           if (content.value === sent) { content.value = ""; next.value = ""; }

@@ -91,16 +91,16 @@ def test_sidebar_end_to_end(page: Any, live_server: Any, emu: Any, corp: Corp, a
     # a follow-up goes to the top of the timeline, and stays there after a reload
     page.fill("#followup-content", "第一次电话沟通，对A产品感兴趣")
     page.click("#followup-submit")
-    page.locator("#followups .timeline__item").first.wait_for()
+    page.locator("#timeline .timeline__item").first.wait_for()
     page.fill("#followup-content", "发送报价单 <script>alert(2)</script>")
     page.fill("#followup-next", "2026-12-01")
     page.click("#followup-submit")
-    page.locator("#followups .timeline__item").nth(1).wait_for()
-    top = page.locator("#followups .timeline__item").first
+    page.locator("#timeline .timeline__item").nth(1).wait_for()
+    top = page.locator("#timeline .timeline__item").first
     assert "发送报价单 <script>alert(2)</script>" in top.inner_text()
     assert "下次联系 2026-12-01" in top.inner_text()
     page.reload()
-    assert "发送报价单" in page.locator("#followups .timeline__item").first.inner_text()
+    assert "发送报价单" in page.locator("#timeline .timeline__item").first.inner_text()
     assert dialogs == []
 
     # a customer zhangsan does not follow is a 404 page
