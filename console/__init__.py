@@ -28,6 +28,7 @@ NAV: list[tuple[str, str, tuple[str, ...]]] = [
     ("console.home", "概览", ()),
     ("console.customers", "客户", ()),
     ("segments.segments_page", "客户分群", ("marketer", "manager")),
+    ("campaigns.index", "群发", ("marketer", "manager")),
     ("tag_catalog.catalog", "标签管理", ("marketer",)),
     ("tag_rules.rules", "自动打标签", ("marketer",)),
     ("lifecycle.stages_page", "阶段与分层", ("admin",)),
