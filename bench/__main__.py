@@ -43,6 +43,10 @@ BENCHES: dict[str, tuple[list[str], list[str] | None, dict[str, str]]] = {
                  {"BENCH_PG_URL": PG}),
     "sidebar": (["sidebar_profile.py"], ["sidebar_profile.py", "--customers", "100000", "--pages", "5"],
                 {"BENCH_DATABASE_URL": PG}),
+    "campaigns": (["campaigns.py", "--customers", "1000000"], ["campaigns.py", "--customers", "100000"],
+                  {"BENCH_PG_URL": PG}),
+    "overview": (["overview.py", "--sizes", "1000000"], ["overview.py", "--sizes", "100000", "--runs", "5"],
+                 {"BENCH_PG_URL": PG}),
     "faults": (["faults.py", "10000"], ["faults.py", "1000"], {"BENCH_DATABASE_URL": PG}),
 }
 

@@ -32,7 +32,8 @@ from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from common import CORP, SETTINGS  # noqa: E402
+from common import CORP, SETTINGS, emit_rows  # noqa: E402
+from common import row as table_row  # noqa: E402
 from segments import analyse, fill  # noqa: E402
 
 # This script is named like the package it measures: with bench/ on the path, `import campaigns` would find
@@ -236,6 +237,12 @@ def main() -> None:
     print(f"  total                {result['total_seconds']:>10.1f} s   target < 30 s")
     print(f"  peak RSS             {result['peak_rss_mb']:>10,} MB  (the same process before planning: "
           f"{result['rss_before_mb']} MB)   target < 300 MB")
+    case = f"{'PostgreSQL' if args.database == 'postgresql' else 'SQLite'}, {args.customers:,} customers"
+    big = args.customers >= 1_000_000
+    emit_rows([table_row("campaign planning", case, "time", round(result["total_seconds"], 1), "s",
+                         "< 30 s" if big else "", result["total_seconds"] < 30 if big else None),
+               table_row("campaign planning", case, "peak memory", result["peak_rss_mb"], "MB", "< 300 MB",
+                         result["peak_rss_mb"] < 300)])
 
 
 if __name__ == "__main__":
