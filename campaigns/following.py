@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -155,7 +155,7 @@ def apply_results(task: CampaignTask, chat_type: str, results: list[dict[str, An
         if new == R_DELIVERED:
             delivered.append(target)
     if changes:
-        table = R.__table__
+        table = cast(Table, R.__table__)
         db.session.execute(update(table).where(table.c.campaign_id == task.campaign_id,
                                                table.c.target_pk == bindparam("b_pk"))
                            .values(status=bindparam("b_status"), sent_at=bindparam("b_at")), changes)

@@ -22,7 +22,7 @@ from sqlalchemy import (JSON, BigInteger, Boolean, ForeignKey, Index, Integer, L
                         UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import CorpScoped, db, utcnow
+from core.db import CorpScoped, Model, utcnow
 
 # Campaign status
 SCHEDULED, PLANNING, SENDING, FOLLOWING, DONE, CANCELLED, FAILED = (
@@ -45,7 +45,7 @@ X_LOST, X_QUOTA, X_NO_SENDER = "lost", "quota", "no_sender"
 WECOM_RESULT = {1: R_DELIVERED, 2: R_NOT_FRIEND, 3: R_QUOTA}
 
 
-class CampaignSettings(CorpScoped, db.Model):
+class CampaignSettings(CorpScoped, Model):
     """The corp's mass-message rules: how many corp mass messages a customer may receive per period
     (WeCom's 2023 spec: 1 per China day; older documents: 4 per natural month) and how long a campaign
     is followed after it was sent."""
@@ -61,7 +61,7 @@ class CampaignSettings(CorpScoped, db.Model):
     updated_by: Mapped[str] = mapped_column(String(96), default="")
 
 
-class CampaignUpload(CorpScoped, db.Model):
+class CampaignUpload(CorpScoped, Model):
     """An image, video or file for an attachment: the bytes are ours; `media_id` is WeCom's temporary
     copy (valid 3 days), uploaded again at send time when it is missing or too old."""
 
@@ -81,7 +81,7 @@ class CampaignUpload(CorpScoped, db.Model):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class Campaign(CorpScoped, db.Model):
+class Campaign(CorpScoped, Model):
     """A mass message as composed, and where it stands. The audience (a saved segment, a filter F, or the
     chats of chosen owners) is resolved at send time, not when composed."""
 
@@ -128,7 +128,7 @@ class Campaign(CorpScoped, db.Model):
         return f"<Campaign {self.id} {self.name!r} {self.status}>"
 
 
-class CampaignTask(CorpScoped, db.Model):
+class CampaignTask(CorpScoped, Model):
     """One add_msg_template call: one sender and the planned recipients of that sender whose ids lie in
     [first_pk, last_pk] (recipients are split per sender in id order, so a task is an id range)."""
 
@@ -163,7 +163,7 @@ class CampaignTask(CorpScoped, db.Model):
     polls: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class CampaignRecipient(CorpScoped, db.Model):
+class CampaignRecipient(CorpScoped, Model):
     """One customer (or chat) of a campaign. `target_pk` is `customers.id` (or `group_chats.id`), `target`
     WeCom's id of it; `sender_userid` who sends it (None when excluded for want of one).
 
@@ -186,7 +186,7 @@ class CampaignRecipient(CorpScoped, db.Model):
     sent_at: Mapped[Optional[dt.datetime]]
 
 
-class CampaignReminder(CorpScoped, db.Model):
+class CampaignReminder(CorpScoped, Model):
     """Senders reminded to confirm (remind_groupmsg_send for every unconfirmed task of the campaign)."""
 
     __tablename__ = "campaign_reminders"
@@ -200,7 +200,7 @@ class CampaignReminder(CorpScoped, db.Model):
     refused: Mapped[int] = mapped_column(Integer, default=0)  # tasks WeCom refused (41094 and the like)
 
 
-class ForeignMessage(CorpScoped, db.Model):
+class ForeignMessage(CorpScoped, Model):
     """A mass message in WeCom that this product did not send (a member's own, another tool's): read so
     that what its recipients received counts against their quota. `final` once every task was sent."""
 
@@ -217,7 +217,7 @@ class ForeignMessage(CorpScoped, db.Model):
     checked_at: Mapped[Optional[dt.datetime]]
 
 
-class ForeignReceipt(CorpScoped, db.Model):
+class ForeignReceipt(CorpScoped, Model):
     """A customer (or chat) that received a foreign mass message, and when."""
 
     __tablename__ = "campaign_foreign_receipts"

@@ -36,7 +36,7 @@ from sqlalchemy import (ColumnElement, Integer, Select, and_, bindparam, case, e
                         select, text, union_all)
 from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 
-from core.db import db
+from core.db import db, rowcount
 from core.errors import UserValueError
 from core.time import CHINA, to_china
 from crm.models import Customer, FollowRelation, FollowUp, GroupChat, Staff
@@ -302,7 +302,7 @@ def _insert(a: Audience, query: Select[Any]) -> int:
                     rows.c.sender_userid, rows.c.status, rows.c.reason)
     stmt = insert(R).from_select(["corp_id", "campaign_id", "target_pk", "target", "sender_userid", "status",
                                   "reason"], source)
-    return int(db.session.execute(stmt).rowcount or 0)
+    return rowcount(db.session.execute(stmt))
 
 
 def tune() -> None:

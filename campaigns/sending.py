@@ -297,11 +297,11 @@ def task_targets(campaign_id: int, tasks: list[CampaignTask], per_call: int) -> 
     task's range is filled in turn."""
     if db.session.get_bind().dialect.name == "postgresql":
         by_key = {(t.sender_userid, t.seq): t for t in tasks}
-        for sender, seq, targets in db.session.execute(task_target_arrays(campaign_id, per_call)
-                                                       .execution_options(yield_per=20)):
+        for sender, seq, found in db.session.execute(task_target_arrays(campaign_id, per_call)
+                                                     .execution_options(yield_per=20)):
             task = by_key.get((str(sender), int(seq)))
             if task is not None:
-                yield task, list(targets)
+                yield task, list(found)
         return
     per_sender: dict[str, list[CampaignTask]] = {}
     for task in sorted(tasks, key=lambda t: t.first_pk):

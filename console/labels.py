@@ -33,7 +33,7 @@ def actor_labels(corp_id: str, actors: Iterable[str]) -> dict[str, str]:
     rule_ids = {int(a.split(":", 1)[1]) for a in actors if a.startswith("rule:") and a.split(":", 1)[1].isdigit()}
     rules = dict(db.session.execute(select(TagRule.id, TagRule.name).where(TagRule.corp_id == corp_id,
                                                                            TagRule.id.in_(sorted(rule_ids))))
-                 .all()) if rule_ids else {}
+                 .tuples().all()) if rule_ids else {}
     names = staff_names(corp_id, {a for a in actors if ":" not in a and a not in SYSTEM_ACTORS})
     out: dict[str, str] = {}
     for actor in actors:

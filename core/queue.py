@@ -114,7 +114,8 @@ def trouble(model: Any, finished: Any, corp_id: str, *, window: dt.timedelta) ->
     failing right now: WeCom answering 5xx or 45009) and rows failed for good within `window`, each
     with the latest error."""
     now = utcnow()
-    retrying, failed = {"count": 0, "last_error": None}, {"count": 0, "last_error": None}
+    retrying: dict[str, Any] = {"count": 0, "last_error": None}
+    failed: dict[str, Any] = {"count": 0, "last_error": None}
     rows = db.session.execute(
         select(model.status, func.count(), func.max(model.id))
         .where(model.corp_id == corp_id, model.last_error.is_not(None),

@@ -122,7 +122,8 @@ def demo() -> Any:
     if not userid or not context:
         abort(400)
     session["demo_context"] = context
-    return redirect(url_for("auth.start", mode="oauth", next=url_for("sidebar.entry"), **{"as": userid}))
+    target: dict[str, Any] = {"mode": "oauth", "next": url_for("sidebar.entry"), "as": userid}
+    return redirect(url_for("auth.start", **target))
 
 
 @bp.get("/demo/ww-standin.js")

@@ -205,10 +205,10 @@ def _ids_added(qy: _Query, after: Key | None, limit: int) -> list[Key]:
     if len(rows) < limit:  # then the customers whose relations carry no time
         timed = select(r.customer_id).where(*qy.rel(r), r.added_at.is_not(None))
         untimed = select(r2.customer_id).where(*qy.rel(r2), r2.added_at.is_(None))
-        query = (select(Customer.id).where(*cust, Customer.id.in_(untimed), Customer.id.not_in(timed),
-                                           *([Customer.id < after[2]] if after else []))
-                 .order_by(Customer.id.desc()).limit(limit - len(rows)))
-        rows += [(2, None, cid) for cid in db.session.scalars(query)]
+        rest = (select(Customer.id).where(*cust, Customer.id.in_(untimed), Customer.id.not_in(timed),
+                                          *([Customer.id < after[2]] if after else []))
+                .order_by(Customer.id.desc()).limit(limit - len(rows)))
+        rows += [(2, None, cid) for cid in db.session.scalars(rest)]
     return rows
 
 
@@ -234,10 +234,10 @@ def _ids_followup(qy: _Query, after: Key | None, limit: int) -> list[Key]:
         after = None
     if len(rows) < limit:  # then the customers nobody wrote a note about
         noted = select(FollowUp.customer_id).where(FollowUp.corp_id == qy.corp_id)
-        query = (select(Customer.id).where(*cust, Customer.id.not_in(noted),
-                                           *([Customer.id < after[2]] if after else []))
-                 .order_by(Customer.id.desc()).limit(limit - len(rows)))
-        rows += [(2, None, cid) for cid in db.session.scalars(query)]
+        rest = (select(Customer.id).where(*cust, Customer.id.not_in(noted),
+                                          *([Customer.id < after[2]] if after else []))
+                .order_by(Customer.id.desc()).limit(limit - len(rows)))
+        rows += [(2, None, cid) for cid in db.session.scalars(rest)]
     return rows
 
 
@@ -277,13 +277,13 @@ def _owners_of_relations(relation_ids: list[int]) -> dict[int, int]:
     if not relation_ids:
         return {}
     return dict(db.session.execute(select(FollowRelation.id, FollowRelation.customer_id)
-                                   .where(FollowRelation.id.in_(relation_ids))).all())
+                                   .where(FollowRelation.id.in_(relation_ids))).tuples().all())
 
 
 def _customers_of_notes(note_ids: list[int]) -> dict[int, int]:
     if not note_ids:
         return {}
-    return dict(db.session.execute(select(FollowUp.id, FollowUp.customer_id).where(FollowUp.id.in_(note_ids))).all())
+    return dict(db.session.execute(select(FollowUp.id, FollowUp.customer_id).where(FollowUp.id.in_(note_ids))).tuples().all())
 
 
 def total(principal: Principal, params: ListParams) -> int:
@@ -310,7 +310,7 @@ def describe(qy: _Query, ids: list[int]) -> list[dict[str, Any]]:
     for rel in db.session.scalars(select(fr).where(*scoped).order_by(fr.added_at.desc(), fr.id)):
         relations[rel.customer_id].append(rel)
     notes = dict(db.session.execute(select(FollowUp.customer_id, func.max(FollowUp.created_at))
-                                    .where(FollowUp.customer_id.in_(ids)).group_by(FollowUp.customer_id)).all())
+                                    .where(FollowUp.customer_id.in_(ids)).group_by(FollowUp.customer_id)).tuples().all())
     tags = _tags(ids, relations)
     userids = {r.userid for rels in relations.values() for r in rels}
     names = staff_names(qy.corp_id, userids)

@@ -13,10 +13,10 @@ from typing import Any, Optional
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import CorpScoped, db, utcnow
+from core.db import CorpScoped, Model, utcnow
 
 
-class CustomerExport(CorpScoped, db.Model):
+class CustomerExport(CorpScoped, Model):
     """One export of the customer list as the requester saw it (filters, sort, their scope)."""
 
     __tablename__ = "customer_exports"
@@ -39,7 +39,7 @@ class CustomerExport(CorpScoped, db.Model):
     finished_at: Mapped[Optional[dt.datetime]]
 
 
-class CustomerExportPart(CorpScoped, db.Model):
+class CustomerExportPart(CorpScoped, Model):
     """A chunk of an export's CSV text, in order (`seq` from 1; part 1 starts with the header)."""
 
     __tablename__ = "customer_export_parts"

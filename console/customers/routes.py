@@ -29,10 +29,10 @@ TAGS_SHOWN = 4
 def _choices(p: Principal) -> dict[str, Any]:
     """What the filters offer: tags by group, stages, the staff in scope (by name), channels, tiers."""
     scope = scope_for(p)
-    owners = db.session.execute(select(Staff.userid, Staff.name).where(Staff.corp_id == p.corp_id,
-                                                                       Staff.status != "resigned")
-                                .order_by(Staff.name, Staff.userid)).all()
-    owners = [(u, n or u) for u, n in owners if scope.allows(u)]
+    staff = db.session.execute(select(Staff.userid, Staff.name).where(Staff.corp_id == p.corp_id,
+                                                                      Staff.status != "resigned")
+                               .order_by(Staff.name, Staff.userid)).tuples().all()
+    owners = [(u, n or u) for u, n in staff if scope.allows(u)]
     states = db.session.scalars(select(distinct(FollowRelation.state)).where(
         FollowRelation.corp_id == p.corp_id, FollowRelation.state != "").order_by(FollowRelation.state).limit(200)).all()
     names = channel_names(p.corp_id)

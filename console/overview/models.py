@@ -21,10 +21,10 @@ from typing import Optional
 from sqlalchemy import Boolean, Date, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import CorpScoped, db
+from core.db import CorpScoped, Model
 
 
-class OverviewDaily(CorpScoped, db.Model):
+class OverviewDaily(CorpScoped, Model):
     __tablename__ = "overview_daily"
     __table_args__ = (UniqueConstraint("corp_id", "day", "userid", "state"),)
 
@@ -37,7 +37,7 @@ class OverviewDaily(CorpScoped, db.Model):
     followups: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class OverviewMonthly(CorpScoped, db.Model):
+class OverviewMonthly(CorpScoped, Model):
     """`OverviewDaily` summed by calendar month and staff member (every channel): what the staff table
     reads for the whole months of a long period (a year is 12 rows per member, not 365 × channels)."""
 
@@ -52,7 +52,7 @@ class OverviewMonthly(CorpScoped, db.Model):
     followups: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class OverviewCurrent(CorpScoped, db.Model):
+class OverviewCurrent(CorpScoped, Model):
     __tablename__ = "overview_current"
     __table_args__ = (UniqueConstraint("corp_id", "userid", "state", "stage"),)
 
@@ -64,7 +64,7 @@ class OverviewCurrent(CorpScoped, db.Model):
     relations: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class OverviewTagCount(CorpScoped, db.Model):
+class OverviewTagCount(CorpScoped, Model):
     __tablename__ = "overview_tag_counts"
     __table_args__ = (UniqueConstraint("corp_id", "userid", "state", "tag_pk"),)
 
@@ -75,7 +75,7 @@ class OverviewTagCount(CorpScoped, db.Model):
     customers: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class OverviewState(CorpScoped, db.Model):
+class OverviewState(CorpScoped, Model):
     __tablename__ = "overview_state"
     __table_args__ = (UniqueConstraint("corp_id"),)
 

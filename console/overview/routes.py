@@ -45,12 +45,13 @@ def _presets(f: service.Filters) -> list[dict[str, Any]]:
 def _charts(data: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     """Chart.js specs for the page's canvases (drawn by `static/charts.js`)."""
     points = data["growth"]["points"]
-    growth = {"labels": [p["label"] for p in points], "legend": True, "datasets": [
+    datasets: list[dict[str, Any]] = [
         {"label": "新增", "values": [p["added"] for p in points], "color": GROWTH_COLORS["added"]},
         {"label": "流失", "values": [p["lost"] for p in points], "color": GROWTH_COLORS["lost"]},
-        {"label": "净增", "values": [p["net"] for p in points], "color": GROWTH_COLORS["net"], "type": "line"}]}
+        {"label": "净增", "values": [p["net"] for p in points], "color": GROWTH_COLORS["net"], "type": "line"}]
+    growth = {"labels": [p["label"] for p in points], "legend": True, "datasets": datasets}
     if len(points) > 45:  # a thin line reads better than a hundred bars
-        for dataset in growth["datasets"]:
+        for dataset in datasets:
             dataset["type"] = "line"
     active = sorted(data["staff"], key=lambda r: (-r["added"], r["lost"], r["name"]))[:STAFF_CHART_ROWS]
     staff = {"labels": [r["name"] for r in active], "horizontal": True, "legend": True, "datasets": [

@@ -273,7 +273,7 @@ def tag_groups(f: Filters) -> list[dict[str, Any]]:
     """Per live tag group, its live tags with the customers carrying them (each customer once)."""
     counts = dict(db.session.execute(
         select(OverviewTagCount.tag_pk, func.sum(OverviewTagCount.customers))
-        .where(*_where(OverviewTagCount, f)).group_by(OverviewTagCount.tag_pk)).all())
+        .where(*_where(OverviewTagCount, f)).group_by(OverviewTagCount.tag_pk)).tuples().all())
     groups: dict[int, dict[str, Any]] = {}
     for tag, group in db.session.execute(
             select(Tag, TagGroup).join(TagGroup, TagGroup.id == Tag.group_pk)
@@ -292,10 +292,11 @@ def funnel(f: Filters) -> dict[str, Any]:
         .where(*_where(OverviewCurrent, f)).group_by(OverviewCurrent.stage))}
     stages = list_stages(f.corp_id)
     ladder = [s.name for s in stages if not s.is_lost]
-    steps, previous = [], None
+    steps: list[dict[str, Any]] = []
+    previous: int | None = None
     for i, name in enumerate(ladder):
         reached = sum(counts.get(n, 0) for n in ladder[i:])
-        rate = None if previous in (None, 0) else round(reached * 100 / previous, 1)
+        rate = None if not previous else round(reached * 100 / previous, 1)
         steps.append({"stage": name, "current": counts.get(name, 0), "reached": reached, "rate": rate})
         previous = reached
     known = set(ladder) | {s.name for s in stages}

@@ -161,7 +161,7 @@ def on_mark_tag_failed(command: OutboxCommand) -> None:
 
 def _undo(corp_id: str, relation: FollowRelation, added: list[str], removed: list[str]) -> None:
     pks = dict(db.session.execute(select(Tag.tag_id, Tag.id).where(Tag.corp_id == corp_id,
-                                                                   Tag.tag_id.in_(added + removed))).all())
+                                                                   Tag.tag_id.in_(added + removed))).tuples().all())
     current = {a.tag_pk: a for a in db.session.scalars(
         select(TagAssignment).where(TagAssignment.relation_id == relation.id))}
     for tag_id in added:

@@ -8,10 +8,10 @@ from typing import Any, Optional
 from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import CorpScoped, db, utcnow
+from core.db import CorpScoped, Model, utcnow
 
 
-class TagJob(CorpScoped, db.Model):
+class TagJob(CorpScoped, Model):
     """A long tag change run in the background: a bulk edit, a merge, a rule backfill.
 
     `cursor` (the last customer id done) lets a job that died resume; `done`/`total` is the progress.

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, current_app
 from sqlalchemy import false, func, select, update
 
-from core.db import db, utcnow
+from core.db import db, rowcount, utcnow
 from core.errors import UserValueError
 from core.uow import after_commit
 from crm.models import Customer, FollowRelation
@@ -86,7 +86,7 @@ def _claim_job(job_id: int) -> bool:
                                                              & (TagJob.heartbeat_at < now - STALE_JOB)))
         .values(status="running", heartbeat_at=now).execution_options(synchronize_session=False))
     db.session.commit()
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 def run_job(job_id: int) -> TagJob | None:

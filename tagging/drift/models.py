@@ -8,10 +8,10 @@ from typing import Any
 from sqlalchemy import JSON, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import CorpScoped, db, utcnow
+from core.db import CorpScoped, Model, utcnow
 
 
-class DriftReport(CorpScoped, db.Model):
+class DriftReport(CorpScoped, Model):
     """Differences between the local tag state and WeCom's, and what healing changed."""
 
     __tablename__ = "tag_drift_reports"

@@ -63,7 +63,7 @@ def _catalog_drift(corp_id: str, remote: list[dict[str, Any]]) -> list[dict[str,
 
 def _local_relations(corp_id: str) -> dict[tuple[str, str], tuple[int, str, set[str]]]:
     """(external_userid, userid) → (relation id, status, corp tag ids)."""
-    rels = {}
+    rels: dict[tuple[str, str], tuple[int, str, set[str]]] = {}
     for rid, ext, userid, status in db.session.execute(
             select(FollowRelation.id, Customer.external_userid, FollowRelation.userid, FollowRelation.status)
             .join(Customer, Customer.id == FollowRelation.customer_id).where(FollowRelation.corp_id == corp_id)):

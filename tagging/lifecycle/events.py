@@ -13,10 +13,10 @@ import json
 import logging
 import re
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from core.db import db, utcnow
@@ -128,7 +128,7 @@ def _resolve(corp_id: str, events: list[dict[str, Any]], scope: Scope | None) ->
 
 def _insert(rows: list[dict[str, Any]]) -> set[str]:
     """INSERT … ON CONFLICT (corp_id, event_id) DO NOTHING; the event ids actually inserted."""
-    table = BehaviorEvent.__table__
+    table = cast(Table, BehaviorEvent.__table__)
     insert = postgresql.insert if db.session.get_bind().dialect.name == "postgresql" else sqlite.insert
     inserted: set[str] = set()
     for start in range(0, len(rows), 200):

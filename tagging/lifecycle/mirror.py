@@ -86,7 +86,7 @@ def reconcile(corp_id: str, group_name: str, wanted: Select[Any], actor: str, *,
     if not relation_ids:
         return 0
     target = dict(db.session.execute(select(FollowRelation.id, w.c.name).join(
-        w, w.c.customer_id == FollowRelation.customer_id).where(FollowRelation.id.in_(relation_ids))).all())
+        w, w.c.customer_id == FollowRelation.customer_id).where(FollowRelation.id.in_(relation_ids))).tuples().all())
     sent = 0
     for relation in db.session.scalars(select(FollowRelation).where(FollowRelation.id.in_(relation_ids))
                                        .order_by(FollowRelation.id)):

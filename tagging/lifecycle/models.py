@@ -10,10 +10,10 @@ from typing import Any, Optional
 from sqlalchemy import JSON, ForeignKey, Index, Integer, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import CorpScoped, db, utcnow
+from core.db import CorpScoped, Model, utcnow
 
 
-class TaggingSetting(CorpScoped, db.Model):
+class TaggingSetting(CorpScoped, Model):
     """A per-corp setting of this package (stage mirror on/off, tier thresholds), edited by admins."""
 
     __tablename__ = "tagging_settings"
@@ -26,7 +26,7 @@ class TaggingSetting(CorpScoped, db.Model):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-class BehaviorEvent(CorpScoped, db.Model):
+class BehaviorEvent(CorpScoped, Model):
     """Something another touch point recorded about a customer: a page view, a click, a form, an order.
 
     `event_id` is the sender's id, unique per corp (a repeated batch stores nothing twice). `path`
@@ -56,7 +56,7 @@ class BehaviorEvent(CorpScoped, db.Model):
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-class ValueTier(CorpScoped, db.Model):
+class ValueTier(CorpScoped, Model):
     """The value tier (高价值 / 潜力 / 待唤醒 / 流失风险) a customer was last placed in, with its RFM figures."""
 
     __tablename__ = "value_tiers"

@@ -106,7 +106,7 @@ def _days(now: dt.datetime, moment: Any) -> int | None:
         moment = dt.datetime.fromisoformat(moment)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
-    return max(0, (now - moment).days)
+    return max(0, int((now - moment).days))
 
 
 def compute_tiers(corp_id: str, *, now: dt.datetime | None = None, commit: bool = False,
@@ -174,7 +174,7 @@ def tier_wanted(corp_id: str) -> Any:
 def tier_counts(corp_id: str) -> dict[str, int]:
     """How many customers each tier holds now."""
     rows = db.session.execute(select(ValueTier.tier, func.count()).where(ValueTier.corp_id == corp_id)
-                              .group_by(ValueTier.tier)).all()
+                              .group_by(ValueTier.tier)).tuples().all()
     found = dict(rows)
     return {t: int(found.get(t, 0)) for t in TIERS}
 

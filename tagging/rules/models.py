@@ -8,10 +8,10 @@ from typing import Any, Optional
 from sqlalchemy import JSON, Boolean, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import CorpScoped, db, utcnow
+from core.db import CorpScoped, Model, utcnow
 
 
-class TagRule(CorpScoped, db.Model):
+class TagRule(CorpScoped, Model):
     """A declarative auto-tagging rule: WHEN `trigger` (with `trigger_params`) IF `condition` (a filter F)
     THEN `actions` ([{"add_tags": [...]}, {"remove_tags": [...]}, {"set_stage": s}, {"notify": text}])."""
 
@@ -34,7 +34,7 @@ class TagRule(CorpScoped, db.Model):
     deleted_at: Mapped[Optional[dt.datetime]]
 
 
-class TagRuleRun(CorpScoped, db.Model):
+class TagRuleRun(CorpScoped, Model):
     """One firing of a rule on one customer: what it changed, or why it stopped (a loop)."""
 
     __tablename__ = "tag_rule_runs"

@@ -80,7 +80,7 @@ class Names:
 
     def __init__(self, corp_id: str) -> None:
         self.tags = {t["tag_id"]: t["name"] for g in list_catalog(corp_id, include_deleted=True) for t in g["tags"]}
-        self.staff = dict(db.session.execute(select(Staff.userid, Staff.name).where(Staff.corp_id == corp_id)).all())
+        self.staff = dict(db.session.execute(select(Staff.userid, Staff.name).where(Staff.corp_id == corp_id)).tuples().all())
 
     def tag_list(self, ids: Any) -> str:
         return "、".join(self.tags.get(str(t), "已删除的标签") for t in ids or [])
@@ -211,7 +211,7 @@ def _page(form: dict[str, Any], editing: TagRule | None, open_editor: bool) -> A
     stopped = rules.loops(p.corp_id, 20)
     by_id = {r.id: r.name for r in db.session.scalars(select(TagRule).where(TagRule.corp_id == p.corp_id))}
     customers = dict(db.session.execute(select(Customer.id, Customer.name).where(
-        Customer.id.in_([run.customer_id for run in stopped]))).all()) if stopped else {}
+        Customer.id.in_([run.customer_id for run in stopped]))).tuples().all()) if stopped else {}
     loops = [{"at": china_datetime(run.at), "rule": by_id.get(run.rule_id, "已删除的规则"),
               "customer": customers.get(run.customer_id) or "（未知客户）",
               "chain": " → ".join(by_id.get(i, "已删除的规则") for i in [*run.chain, run.rule_id]),

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 from sqlalchemy import select
 
@@ -168,11 +168,11 @@ def loops(corp_id: str, limit: int = 50) -> list[TagRuleRun]:
 def _params_match(rule: TagRule, info: dict[str, Any]) -> bool:
     p = rule.trigger_params or {}
     if rule.trigger == "customer_added" and p.get("state"):
-        return info.get("state") == p["state"]
+        return bool(info.get("state") == p["state"])
     if rule.trigger in ("tag_added", "tag_removed"):
         return p.get("tag_id") in (info.get("tag_ids") or [])
     if rule.trigger == "stage_changed" and p.get("to"):
-        return info.get("to") == p["to"]
+        return bool(info.get("to") == p["to"])
     if rule.trigger == "event" and p.get("type"):
         return p["type"] in (info.get("types") or [p["type"]])
     return True
@@ -294,7 +294,7 @@ def _has_rules(corp_id: str, *triggers: str) -> bool:
 
     Remembered for the rest of the transaction: a burst of a hundred customers added asks once."""
     transaction = db.session().get_transaction()
-    remembered = db.session.info.get(WAITING_KEY)
+    remembered: tuple[Any, dict[tuple[str, tuple[str, ...]], bool]] | None = db.session.info.get(WAITING_KEY)
     if remembered is None or remembered[0] is not transaction:
         remembered = (transaction, {})
         db.session.info[WAITING_KEY] = remembered
@@ -389,7 +389,7 @@ def dry_run(rule: TagRule) -> dict[str, Any]:
     """Try the rule on existing customers without changing anything: how many match, how many would change."""
     ids = list(db.session.scalars(candidates(rule).order_by(Customer.id).limit(DRY_RUN_LIMIT + 1)))
     truncated = len(ids) > DRY_RUN_LIMIT
-    change, sample = 0, []
+    change, sample = 0, cast(list[dict[str, Any]], [])
     for customer_id in ids[:DRY_RUN_LIMIT]:
         customer = db.session.get(Customer, customer_id)
         if customer is not None and would_change(rule, customer):
@@ -418,4 +418,4 @@ def tag_names(corp_id: str, tag_ids: Iterable[str]) -> dict[str, str]:
     if not ids:
         return {}
     return dict(db.session.execute(select(Tag.tag_id, Tag.name).where(Tag.corp_id == corp_id,
-                                                                      Tag.tag_id.in_(ids))).all())
+                                                                      Tag.tag_id.in_(ids))).tuples().all())

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from core.db import UTCDateTime, db
+from core.db import UTCDateTime, db, rowcount
 
 log = logging.getLogger("scrm.tagging")
 
@@ -87,7 +87,7 @@ def rebuild(corp_id: str) -> int:
         f"ON CONFLICT (customer_id) DO UPDATE SET {', '.join(f'{c} = EXCLUDED.{c}' for c in COLUMNS)} "
         f"WHERE ({', '.join('f.' + c for c in COLUMNS)}) IS DISTINCT FROM "
         f"({', '.join('EXCLUDED.' + c for c in COLUMNS)})"), {"corp": corp_id})
-    changed = int(result.rowcount or 0)
+    changed = rowcount(result)
     db.session.execute(text("ANALYZE customer_facets"))
     log.info("tagging.facets.rebuilt corp=%s changed=%s", corp_id, changed)
     return changed

@@ -8,10 +8,10 @@ from typing import Any, Optional
 from sqlalchemy import JSON, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import CorpScoped, db, utcnow
+from core.db import CorpScoped, Model, utcnow
 
 
-class Segment(CorpScoped, db.Model):
+class Segment(CorpScoped, Model):
     """A saved segment: a name and a filter tree F (DESIGN.md), evaluated when used."""
 
     __tablename__ = "segments"

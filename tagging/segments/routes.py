@@ -147,9 +147,9 @@ def _overview_charts(principal: Any, rows: list[tuple[Any, int | None]]) -> list
     by_stage = dict(db.session.execute(
         select(Customer.stage, func.count()).where(Customer.corp_id == principal.corp_id,
                                                    segments.scope_condition(principal.corp_id, scope))
-        .group_by(Customer.stage)).all())
+        .group_by(Customer.stage)).tuples().all())
     names = stages.stage_names(principal.corp_id)
-    charts = [{"id": "chart-stages", "title": "客户阶段分布", "label": "客户数",
+    charts: list[dict[str, Any]] = [{"id": "chart-stages", "title": "客户阶段分布", "label": "客户数",
                "labels": names + ["未设置"], "values": [by_stage.get(n, 0) for n in names] + [by_stage.get(None, 0)]}]
     if scope.all:
         counts = tiers.tier_counts(principal.corp_id)

@@ -123,12 +123,14 @@ F = facets.c
 
 def _overlaps(column: Any, values: list[Any]) -> ColumnElement[bool]:
     """`column && ARRAY[values]` (shares an element) for a facets array column."""
-    return column.op("&&")(cast(literal(values, type_=column.type), column.type))
+    overlap: ColumnElement[bool] = column.op("&&")(cast(literal(values, type_=column.type), column.type))
+    return overlap
 
 
-def _customer(ctx: _Ctx) -> Any:
+def _customer(ctx: _Ctx) -> ColumnElement[int]:
     """The customer id column the compiled conditions are about."""
-    return F.customer_id if ctx.facets else Customer.id
+    column: ColumnElement[int] = F.customer_id if ctx.facets else Customer.id.expression
+    return column
 
 
 IMPLY_ACTIVE = {"tag", "wecom_tags", "followed_by", "added_after", "added_before", "state"}
@@ -418,8 +420,9 @@ def _id_set(ctx: _Ctx, node: Any) -> Select[tuple[int]] | None:
     no follow-up, tier, event). Call after `_compile` validated F and loaded its tags into `ctx`."""
     (key, value), = node.items()
     if key in ("all", "any"):
-        parts = [_id_set(ctx, child) for child in value]
-        if not parts or any(p is None for p in parts):
+        found = [_id_set(ctx, child) for child in value]
+        parts = [p for p in found if p is not None]
+        if not parts or len(parts) != len(found):
             return None
         if len(parts) == 1:
             return parts[0]
@@ -458,9 +461,9 @@ def _count(corp_id: str, tree: Any, scope: Scope | None) -> int:
         return int(db.session.scalar(select(func.count()).select_from(ids)) or 0)
     cond = _compile(ctx, "", tree, 0)
     if scope is None or scope.all:
-        ids = _id_set(ctx, tree)
-        if ids is not None:
-            return int(db.session.scalar(select(func.count()).select_from(ids.distinct().subquery())) or 0)
+        relation_ids = _id_set(ctx, tree)
+        if relation_ids is not None:
+            return int(db.session.scalar(select(func.count()).select_from(relation_ids.distinct().subquery())) or 0)
     query = select(func.count()).select_from(Customer).where(Customer.corp_id == corp_id,
                                                              scope_condition(corp_id, scope, tree), cond)
     return int(db.session.scalar(query) or 0)
