@@ -58,6 +58,8 @@ class FollowUserOut(ResponseSchema):
     add_way = fields.Integer()
     state = fields.String(metadata={"description": "the channel (contact-way State) it came from"})
     status = fields.String(metadata={"description": "active | lost"})
+    lost_reason = fields.String(allow_none=True, metadata={
+        "description": "why a lost relation ended: transferred (handed over), del_external_contact, del_follow_user, …"})
     is_me = fields.Boolean()
     tags = fields.List(fields.Nested(TagRef))
     tag_sync = fields.Nested(TagSyncOut, allow_none=True)

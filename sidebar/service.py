@@ -151,7 +151,7 @@ def _tag_sync_states(relation_ids: list[int]) -> dict[int, dict[str, Any]]:
                               .order_by(OutboxCommand.id.desc())).all()
     states: dict[int, dict[str, Any]] = {}
     for row in rows:
-        if row.relation_id in states:
+        if row.relation_id is None or row.relation_id in states:
             continue
         states[row.relation_id] = {"command_id": row.id, "status": row.status,
                                    "errcode": row.last_errcode, "error": row.last_error}
@@ -166,8 +166,8 @@ def sync_message(state: dict[str, Any] | None) -> str:
     if status == "done":
         return "已同步到企业微信"
     if status == "failed":
-        code = state.get("errcode")
-        reasons = {40068: "标签在企业微信中已不存在", 84061: "该客户已不是此成员的客户",
+        code = int(state.get("errcode") or 0)
+        reasons: dict[int, str] = {40068: "标签在企业微信中已不存在", 84061: "该客户已不是此成员的客户",
                    40096: "客户不存在", 45009: "企业微信调用太频繁"}
         return f"同步失败：{reasons.get(code, state.get('error') or '企业微信拒绝了此次修改')}" + (
             f"（错误码 {code}）" if code else "")
@@ -218,7 +218,8 @@ def profile(principal: Principal, customer: Customer) -> dict[str, Any]:
         "follow_users": [{
             "userid": r.userid, "name": staff_names.get(r.userid, ""), "remark": r.remark,
             "description": r.description, "added_at": _iso(r.added_at), "add_way": r.add_way, "state": r.state,
-            "status": r.status, "is_me": r.userid == principal.userid, "tags": tags_by_rel[r.id],
+            "status": r.status, "lost_reason": r.lost_reason, "is_me": r.userid == principal.userid,
+            "tags": tags_by_rel[r.id],
             "tag_sync": {**sync_states[r.id], "message": sync_message(sync_states[r.id])} if r.id in sync_states
             else None,
         } for r in relations],
@@ -375,8 +376,8 @@ def timeline(customer: Customer, cursor: str = "", limit: int = TIMELINE_PAGE) -
     merged = sorted([(n.created_at, "f", n.id, n) for n in notes] + [(e.at, "e", e.id, e) for e in events],
                     key=lambda row: (row[0], row[1], row[2]), reverse=True)
     page = merged[:limit]
-    names = _staff_names(customer.corp_id, {n.userid for _, k, _, n in page if k == "f"})
-    items = [_followup_item(row, names) if kind == "f" else _event_item(row) for _, kind, _, row in page]
+    names = _staff_names(customer.corp_id, {n.userid for _, _, _, n in page if isinstance(n, FollowUp)})
+    items = [_followup_item(row, names) if isinstance(row, FollowUp) else _event_item(row) for _, _, _, row in page]
     more = len(merged) > limit
     last = page[-1] if page else None
     return {"items": items, "next_cursor": _timeline_cursor(last[0], last[1], last[2]) if more and last else ""}

@@ -31,8 +31,9 @@ VISIBLE = (ACTIVE, CUSTOMER_DELETED)
 MEMBER_ACTIVE = 1
 MEMBER_RESIGNED = 5
 
-# Transfer status (transfer_result)
-T_DONE, T_WAITING, T_REFUSED, T_LIMIT = 1, 2, 3, 4
+# Transfer status (transfer_result, wecom-api.md §5.2): 1 taken over, 2 waiting, 3 refused by the customer,
+# 4 the takeover member at their customer limit, 5 no takeover record (the relation ended before the 24 h passed)
+T_DONE, T_WAITING, T_REFUSED, T_LIMIT, T_NONE = 1, 2, 3, 4, 5
 TRANSFER_DELAY = 24 * 3600
 TRANSFER_WINDOW = 90 * 86400
 
@@ -165,6 +166,11 @@ class GroupChat:
 
 
 class Transfer:
+    """One customer handed over: started by `transfer_customer` (kind "onjob") or
+    `resigned/transfer_customer` ("resigned"); waiting (2) until `takeover_time`, 24 h after the start on
+    the emulator clock, then taken over (1), refused (3), stopped at the takeover's limit (4) or without a
+    record (5: the relation to the handover member ended meanwhile)."""
+
     __slots__ = ("kind", "handover", "takeover", "external_userid", "start", "takeover_time", "status",
                  "refuse")
 
@@ -180,6 +186,10 @@ class Transfer:
 
     def __lt__(self, other: "Transfer") -> bool:
         return self.takeover_time < other.takeover_time
+
+    def result(self) -> dict[str, Any]:
+        """The row `transfer_result` lists: takeover_time is the (future) takeover time, 0 when it ended without one."""
+        return {"external_userid": self.external_userid, "status": self.status, "takeover_time": self.takeover_time}
 
 
 # Mass-message quota periods (wecom-api.md §7.1 ⚠): the 2023 spec says 1 per day, older texts 4 per natural month.
@@ -406,48 +416,80 @@ class State:
         return transfer
 
     def tick(self) -> None:
-        """Complete the transfers whose 24 h have passed on the emulator clock."""
+        """Complete the transfers whose 24 h have passed on the emulator clock, oldest first.
+
+        What a completion needs to know about earlier ones (who already had the customer by transfer, how
+        many customers a takeover member has) is read once per tick, not once per customer, so a clock
+        advance past ten thousand transfers takes a moment, not minutes."""
         now = self.clock.now()
         with self.lock:
+            if not self._pending or self._pending[0].takeover_time > now:
+                return
+            had_by_transfer = {(t.external_userid, t.takeover) for t in self.transfers if t.status == T_DONE}
+            loads: dict[str, int] = {}
             while self._pending and self._pending[0].takeover_time <= now:
-                self._complete(heapq.heappop(self._pending))
+                self._complete(heapq.heappop(self._pending), had_by_transfer, loads)
 
-    def _complete(self, t: Transfer) -> None:
-        self.pending_by_customer.pop(t.external_userid, None)
+    def _load(self, userid: str, loads: dict[str, int]) -> int:
+        """How many customers `userid` has (counted once per tick, then kept up to date by `_complete`)."""
+        if userid not in loads:
+            loads[userid] = sum(1 for r in self.by_user.get(userid, ()) if r.status in VISIBLE)
+        return loads[userid]
+
+    def _complete(self, t: Transfer, had_by_transfer: set[tuple[str, str]] | None = None,
+                  loads: dict[str, int] | None = None) -> None:
+        """The 24 h of `t` have passed (wecom-api.md §5.1, §3.1): no relation to hand over any more → 5; the
+        customer refused → 3 and `transfer_fail` (customer_refused); the takeover at their limit → 4 and
+        `transfer_fail` (customer_limit_exceed); else taken over → 1. The takeover gets the relation (remark,
+        tags, channel carried over) and an `add_external_contact` callback, unless they were already the
+        customer's friend or had the customer before by a transfer; an on-job handover member loses the
+        customer with `del_external_contact` Source=DELETE_BY_TRANSFER (a resigned member gets no callback)."""
+        had_by_transfer = had_by_transfer if had_by_transfer is not None else \
+            {(x.external_userid, x.takeover) for x in self.transfers if x.status == T_DONE}
+        loads = loads if loads is not None else {}
+        if self.pending_by_customer.get(t.external_userid) is t:
+            self.pending_by_customer.pop(t.external_userid, None)
         customer = self.customers.get(t.external_userid)
         old = self.relation(t.handover, t.external_userid)
-        if customer is None or old is None:
-            t.status, t.takeover_time = T_REFUSED, 0
+        if customer is None or old is None or old.status not in VISIBLE:
+            t.status, t.takeover_time = T_NONE, 0
             return
         if t.refuse:
             t.status, t.takeover_time = T_REFUSED, 0
             self.emit("change_external_contact", "transfer_fail", [
                 ("FailReason", "customer_refused"), ("UserID", t.takeover), ("ExternalUserID", t.external_userid)])
             return
-        if self.customer_limit is not None and \
-                sum(1 for r in self.by_user.get(t.takeover, ()) if r.status in VISIBLE) >= self.customer_limit:
+        existing = self.relation(t.takeover, t.external_userid)
+        friends = existing is not None and existing.status == ACTIVE
+        if self.customer_limit is not None and not friends and self._load(t.takeover, loads) >= self.customer_limit:
             t.status, t.takeover_time = T_LIMIT, 0
             self.emit("change_external_contact", "transfer_fail", [
                 ("FailReason", "customer_limit_exceed"), ("UserID", t.takeover),
                 ("ExternalUserID", t.external_userid)])
             return
         t.status = T_DONE
-        existing = self.relation(t.takeover, t.external_userid)
-        if existing is None or existing.status != ACTIVE:
+        if not friends:
             if existing is not None:
                 self.drop_relation(existing)
             rel = self.add_relation(t.takeover, customer, t.takeover_time, add_way=202, oper_userid=t.handover,
                                     tags=tuple(self.live_tags(old)), remark=old.remark,
                                     description=old.description, state=old.state)
             rel.remark_mobiles = old.remark_mobiles
-            self.emit("change_external_contact", "add_external_contact", [
-                ("UserID", t.takeover), ("ExternalUserID", t.external_userid)])
+            if t.takeover in loads:
+                loads[t.takeover] += 1
+            if (t.external_userid, t.takeover) not in had_by_transfer:
+                self.emit("change_external_contact", "add_external_contact", [
+                    ("UserID", t.takeover), ("ExternalUserID", t.external_userid)])
+        had_by_transfer.add((t.external_userid, t.takeover))
         self.drop_relation(old)
+        if t.handover in loads:
+            loads[t.handover] -= 1
         if t.kind == "onjob":
             self.emit("change_external_contact", "del_external_contact", [
                 ("UserID", t.handover), ("ExternalUserID", t.external_userid), ("Source", "DELETE_BY_TRANSFER")])
 
     def onjob_transfers_since(self, external_userid: str, since: int) -> int:
+        """On-job transfers of the customer started since `since` (WeCom allows 2 in 90 days: 40128)."""
         return sum(1 for t in self.transfers
                    if t.kind == "onjob" and t.external_userid == external_userid and t.start >= since)
 

@@ -1,9 +1,10 @@
-"""A member leaves the corp; a customer refuses a transfer (§5)."""
+"""A member leaves the corp; a customer refuses a transfer; an admin caps members' customers or takes a
+member out of customer contact (§5)."""
 
 from __future__ import annotations
 
 from ..state import MEMBER_RESIGNED, T_WAITING
-from .base import ActionBase
+from .base import ActionBase, ActionError
 
 
 class HandoverActions(ActionBase):
@@ -31,3 +32,18 @@ class HandoverActions(ActionBase):
                 pending.refuse = True
             else:
                 st.refusals.add(external_userid)
+
+    def customer_limit_set(self, limit: int | None) -> None:
+        """Cap every member's customers at `limit` (None: no cap, the default): a transfer that completes
+        for a takeover member already at the cap ends with status 4 and `transfer_fail`
+        (customer_limit_exceed). WeCom's real cap is 50,000 per member; tests use small ones."""
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise ActionError("limit must be a whole number ≥ 0, or null")
+        with self._state.lock:
+            self._state.customer_limit = limit
+
+    def staff_customer_contact(self, userid: str, enabled: bool = True) -> None:
+        """The admin turns customer contact (客户联系) on or off for a member: without it the member can take
+        over neither customers (84074 for the whole call) nor group chats (84074 per chat)."""
+        with self._state.lock:
+            self._member(userid).customer_contact = bool(enabled)
