@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -356,6 +357,8 @@ def main() -> None:
     parser.add_argument("--databases", default="postgresql,sqlite")
     parser.add_argument("--json", default="")
     opts = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: the load comes from wrk, not from Python (`apt-get install -y wrk`)")
     results = [bench_database(kind, opts.seconds) for kind in opts.databases.split(",")]
     report(results)
     if opts.json:
