@@ -10,7 +10,7 @@ from identity.web import login_required, principal
 from . import service
 from .schemas import OverviewOut, OverviewQuery
 
-bp = ApiBlueprint("overview_api", __name__, url_prefix="/api/v1", description="概览：客户增长、成员业绩、标签与阶段")
+bp = ApiBlueprint("overview_api", __name__, url_prefix="/api/v1", description="概览：客户增长、成员业绩、标签与阶段、群发触达、客户交接")
 
 
 @bp.get("/overview")

@@ -22,6 +22,12 @@ from .refresh import china_today
 PRESETS = (("近7天", 7), ("近30天", 30), ("近90天", 90), ("近一年", 365))
 GROWTH_COLORS = {"added": "#07c160", "lost": "#e5484d", "net": "#1a6fd6"}
 STAFF_CHART_ROWS = 12
+CAMPAIGN_CHART_ROWS = 12
+# Campaign results, stacked: delivered, on its way, then each reason it was not delivered.
+DELIVERY_COLORS = {"delivered": "#07c160", "planned": "#91caff", "unsent": "#fa8c16", "not_friend": "#e5484d",
+                   "quota": "#722ed1", "failed": "#8c8c8c", "cancelled": "#c9cdd4"}
+HANDOVER_COLORS = {"done": "#07c160", "waiting": "#1a6fd6", "queued": "#91caff", "refused": "#e5484d",
+                   "limit": "#fa8c16", "no_record": "#722ed1", "failed": "#8c8c8c", "excluded": "#c9cdd4"}
 
 
 def _filters(p: Principal) -> service.Filters:
@@ -68,13 +74,37 @@ def _charts(data: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     funnel = {"labels": [s["stage"] for s in steps], "horizontal": True, "legend": True, "datasets": [
         {"label": "到达该阶段及以后", "values": [s["reached"] for s in steps], "color": "#07c160"},
         {"label": "当前处于该阶段", "values": [s["current"] for s in steps], "color": "#95de64"}]}
-    return {"growth": growth, "staff": staff, "notes": notes, "tags": tags, "funnel": funnel}
+    return {"growth": growth, "staff": staff, "notes": notes, "tags": tags, "funnel": funnel,
+            "campaigns": _campaign_chart(data["campaigns"]["campaigns"]), **_handover_charts(data["handover"])}
+
+
+def _campaign_chart(campaigns: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per campaign (the latest first), its recipients stacked by result, the delivery rate by its name."""
+    shown = campaigns[:CAMPAIGN_CHART_ROWS]
+    used = [k for k in DELIVERY_COLORS if any(c[k] for c in shown)] or ["delivered"]
+    return {"labels": [[c["name"], "送达率 —" if c["rate"] is None else f"送达率 {c['rate']}%"] for c in shown],
+            "horizontal": True, "stacked": True, "legend": True,
+            "datasets": [{"label": service.DELIVERY_LABELS[k], "values": [c[k] for c in shown],
+                          "color": DELIVERY_COLORS[k]} for k in used]}
+
+
+def _handover_charts(data: dict[str, Any]) -> dict[str, Any]:
+    """The customers by outcome (one bar each), and per takeover colleague stacked by outcome."""
+    outcomes = [o for o in data["outcomes"] if o["customers"] or o["status"] == "done"]
+    overall = {"labels": [o["label"] for o in outcomes], "horizontal": True, "label": "客户数",
+               "values": [o["customers"] for o in outcomes], "colors": [HANDOVER_COLORS[o["status"]] for o in outcomes]}
+    shown = data["takeovers"][:STAFF_CHART_ROWS]
+    per = {"labels": [t["name"] for t in shown], "horizontal": True, "stacked": True, "legend": True,
+           "datasets": [{"label": o["label"], "values": [t[o["status"]] for t in shown],
+                         "color": HANDOVER_COLORS[o["status"]]} for o in outcomes if any(t[o["status"]] for t in shown)]}
+    return {"handover": overall, "takeovers": per}
 
 
 @bp.get("/")
 @login_required("console")
 def home() -> Any:
-    """The overview: headline figures, growth and loss, staff, tags and the stage funnel, with filters."""
+    """The overview: headline figures, growth and loss, staff, tags, the stage funnel, campaign delivery
+    and handover outcomes, with filters."""
     p = principal()
     try:
         f = _filters(p)
@@ -89,7 +119,8 @@ def home() -> Any:
                                      for s in service.channel_options(f)],
                            channel_label=(names.get(f.channel) or f.channel or service.NO_CHANNEL_LABEL)
                            if f.channel is not None else None,
-                           no_channel=service.NO_CHANNEL, sections=service.SECTIONS, args=request.args)
+                           no_channel=service.NO_CHANNEL, sections=service.SECTIONS, args=request.args,
+                           delivery_labels=service.DELIVERY_LABELS)
 
 
 @bp.get("/overview/<section>.csv")

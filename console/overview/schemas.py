@@ -77,6 +77,76 @@ class OverviewFunnel(ResponseSchema):
     unset = fields.Integer(metadata={"description": "customers with no stage"})
 
 
+class OverviewCampaign(ResponseSchema):
+    id = fields.Integer()
+    name = fields.String()
+    status = fields.String(metadata={"description": "the campaign's status (sending, following, done, ...)"})
+    send_at = fields.DateTime(metadata={"description": "when it was sent"})
+    sent = fields.Integer(metadata={"description": "recipients it was sent to (everyone not excluded)"})
+    delivered = fields.Integer()
+    not_delivered = fields.Integer(metadata={"description": "sent minus delivered: the six reasons below"})
+    planned = fields.Integer(metadata={"description": "waiting for the sender to confirm"})
+    unsent = fields.Integer(metadata={"description": "the sender did not confirm in time"})
+    not_friend = fields.Integer(metadata={"description": "no longer the sender's customer"})
+    quota = fields.Integer(metadata={"description": "the customer had reached WeCom's receive limit"})
+    failed = fields.Integer()
+    cancelled = fields.Integer()
+    excluded = fields.Integer(metadata={"description": "left out when planned (lost, over quota, no sender)"})
+    rate = fields.Float(allow_none=True, metadata={"description": "delivery rate: delivered / sent, percent"})
+
+
+class OverviewCampaignTotal(ResponseSchema):
+    sent = fields.Integer()
+    delivered = fields.Integer()
+    planned = fields.Integer()
+    unsent = fields.Integer()
+    not_friend = fields.Integer()
+    quota = fields.Integer()
+    failed = fields.Integer()
+    cancelled = fields.Integer()
+    excluded = fields.Integer()
+    rate = fields.Float(allow_none=True)
+
+
+class OverviewCampaigns(ResponseSchema):
+    campaigns = fields.List(fields.Nested(OverviewCampaign), metadata={
+        "description": "customer campaigns sent in the period, newest first; with a department (or a limited "
+                       "scope), only the recipients its members send"})
+    more = fields.Boolean(metadata={"description": "more campaigns were sent in the period than the latest "
+                                                  "shown_limit listed"})
+    shown_limit = fields.Integer()
+    total = fields.Nested(OverviewCampaignTotal, metadata={"description": "the listed campaigns together"})
+
+
+class OverviewHandoverOutcome(ResponseSchema):
+    status = fields.String(metadata={"description": "done | waiting | queued | refused | limit | no_record | failed "
+                                                    "| excluded"})
+    label = fields.String()
+    customers = fields.Integer()
+
+
+class OverviewTakeover(ResponseSchema):
+    userid = fields.String()
+    name = fields.String()
+    total = fields.Integer()
+    done = fields.Integer()
+    waiting = fields.Integer()
+    queued = fields.Integer()
+    refused = fields.Integer()
+    limit = fields.Integer()
+    no_record = fields.Integer()
+    failed = fields.Integer()
+    excluded = fields.Integer()
+
+
+class OverviewHandover(ResponseSchema):
+    jobs = fields.Integer(metadata={"description": "handover jobs started in the period"})
+    total = fields.Integer(metadata={"description": "their customers"})
+    outcomes = fields.List(fields.Nested(OverviewHandoverOutcome))
+    takeovers = fields.List(fields.Nested(OverviewTakeover), metadata={
+        "description": "per takeover colleague (customers not given one are only in outcomes)"})
+
+
 class OverviewOut(ResponseSchema):
     start = fields.String(data_key="from")
     end = fields.String(data_key="to")
@@ -88,3 +158,5 @@ class OverviewOut(ResponseSchema):
     staff = fields.List(fields.Nested(OverviewStaffRow))
     tags = fields.List(fields.Nested(OverviewTagGroup))
     funnel = fields.Nested(OverviewFunnel)
+    campaigns = fields.Nested(OverviewCampaigns, metadata={"description": "campaign delivery (群发触达)"})
+    handover = fields.Nested(OverviewHandover, metadata={"description": "handover outcomes (客户交接结果)"})

@@ -1,6 +1,9 @@
 """The overview (概览): figures and charts for a period, a department and a channel, read from the
-pre-aggregates of `models.py` only (`refresh.py` keeps them), so each query reads a few thousand rows
-whatever the size of the corp.
+pre-aggregates of `models.py` (`refresh.py` keeps them), so each query reads a few thousand rows
+whatever the size of the corp. Two sections read their packages' own tables instead, each in two
+set-based queries: campaign delivery (群发触达: the counts stored on each campaign, or its recipients
+by status when a department is chosen) and handover outcomes (客户交接结果: the customers of
+the period's jobs by takeover colleague and status). Neither follows the channel filter.
 
 A principal sees the figures of the staff members in their scope (`identity.web.scope_for`): a staff
 member their own, a manager their team's, marketers and admins everyone's. The sections are a list
@@ -15,13 +18,19 @@ from typing import Any, Callable
 
 from sqlalchemy import ColumnElement, func, or_, select
 
+from campaigns.models import (R_CANCELLED, R_DELIVERED, R_EXCLUDED, R_FAILED, R_NOT_FRIEND, R_PLANNED, R_QUOTA,
+                              R_UNSENT, SCHEDULED, Campaign, CampaignRecipient)
 from core.db import db
 from core.errors import UserValueError
+from core.time import china_day_start, china_datetime
 from crm.models import FollowRelation, Staff, Tag, TagGroup
+from handover.models import HandoverCustomer, HandoverJob
+from handover.service import CUSTOMER_LABELS
 from identity.service import Principal
 from identity.web import scope_for
 from tagging.lifecycle.stages import list_stages
 
+from ..labels import staff_names
 from .models import OverviewCurrent, OverviewDaily, OverviewMonthly, OverviewState, OverviewTagCount
 from .refresh import china_today
 
@@ -317,6 +326,106 @@ def refreshed_at(corp_id: str) -> dt.datetime | None:
     return db.session.scalar(select(OverviewState.current_refreshed_at).where(OverviewState.corp_id == corp_id))
 
 
+def _moments(period: Period) -> tuple[dt.datetime, dt.datetime]:
+    """[start, end) of the period's China days, as aware datetimes (for the UTC timestamp columns)."""
+    return china_day_start(period.first), china_day_start(period.last + dt.timedelta(days=1))
+
+
+# Campaign delivery: the recipients' results, as the campaign page counts them (delivered out of those sent,
+# i.e. everyone not excluded at planning), then why the others were not delivered.
+MAX_CAMPAIGNS = 50
+NOT_DELIVERED = (R_PLANNED, R_UNSENT, R_NOT_FRIEND, R_QUOTA, R_FAILED, R_CANCELLED)
+DELIVERY_LABELS = {R_DELIVERED: "已送达", R_PLANNED: "等待成员发送", R_UNSENT: "成员未发送", R_NOT_FRIEND: "非好友",
+                   R_QUOTA: "已达接收上限", R_FAILED: "发送失败", R_CANCELLED: "已取消", R_EXCLUDED: "已排除"}
+
+
+def campaign_delivery(f: Filters) -> dict[str, Any]:
+    """Customer campaigns (not chats) sent in the period, newest first (the latest `MAX_CAMPAIGNS`): per
+    campaign, its recipients by result and the delivery rate (delivered / sent, in percent).
+
+    The staff filter counts the recipients each of its members sends (a campaign of several senders
+    counts for a department by its members' share; one with none of theirs is left out): one GROUP BY
+    through the (campaign_id, sender_userid) index. Without one, each campaign reads the counts stored on
+    it (kept by the campaigns' jobs as results come in: every minute while it is followed, and when it
+    ends), so the page never counts a million recipients; only a campaign without stored counts yet
+    (being planned or sent) counts its recipients."""
+    start, end = _moments(f.period)
+    c = Campaign
+    in_period = [c.corp_id == f.corp_id, c.chat_type == "single", c.status != SCHEDULED, c.send_at >= start,
+                 c.send_at < end]
+    campaigns = db.session.execute(select(c.id, c.name, c.status, c.send_at, c.counts).where(*in_period)
+                                   .order_by(c.send_at.desc(), c.id.desc()).limit(MAX_CAMPAIGNS + 1)).all()
+    more = len(campaigns) > MAX_CAMPAIGNS
+    campaigns = campaigns[:MAX_CAMPAIGNS]
+    counts: dict[int, dict[str, int]] = {}
+    live = []
+    for cid, _, _, _, stored in campaigns:
+        if f.userids is None and stored and "total" in stored:
+            counts[cid] = {k: int(v) for k, v in stored.items() if k in DELIVERY_LABELS and isinstance(v, int)}
+            counts[cid][R_EXCLUDED] = int(stored.get("excluded_total") or 0)
+        else:
+            live.append(cid)
+    if live:
+        r = CampaignRecipient
+        query = select(r.campaign_id, r.status, func.count()).where(r.campaign_id.in_(live))
+        if f.userids is not None:
+            query = query.where(r.sender_userid.in_(sorted(f.userids)))
+        for cid, status, n in db.session.execute(query.group_by(r.campaign_id, r.status)):
+            counts.setdefault(int(cid), {})[str(status)] = int(n)
+    rows = []
+    for cid, name, status, send_at, _ in campaigns:
+        by = counts.get(cid, {})
+        excluded = by.get(R_EXCLUDED, 0)
+        sent = sum(n for s, n in by.items() if s != R_EXCLUDED)
+        if not sent and not excluded:
+            continue  # cancelled before it was planned, or none of the filter's staff sent it
+        delivered = by.get(R_DELIVERED, 0)
+        rows.append({"id": cid, "name": name, "status": status, "send_at": send_at, "sent": sent,
+                     "delivered": delivered, **{s: by.get(s, 0) for s in NOT_DELIVERED},
+                     "not_delivered": sent - delivered, "excluded": excluded,
+                     "rate": round(delivered * 100 / sent, 1) if sent else None})
+    sent, delivered = sum(r["sent"] for r in rows), sum(r["delivered"] for r in rows)
+    return {"campaigns": rows, "more": more, "shown_limit": MAX_CAMPAIGNS,
+            "total": {"sent": sent, "delivered": delivered, "excluded": sum(r["excluded"] for r in rows),
+                      **{s: sum(r[s] for r in rows) for s in NOT_DELIVERED},
+                      "rate": round(delivered * 100 / sent, 1) if sent else None}}
+
+
+# Handover outcomes, in the order a manager reads them: moved, on its way, then why not.
+HANDOVER_OUTCOMES = ("done", "waiting", "queued", "refused", "limit", "no_record", "failed", "excluded")
+
+
+def handover_outcomes(f: Filters) -> dict[str, Any]:
+    """The customers of the handover jobs started in the period, by outcome, overall and per takeover
+    colleague. The staff filter keeps the customers whose handing-over or taking-over colleague is one of
+    its members."""
+    start, end = _moments(f.period)
+    j, hc = HandoverJob, HandoverCustomer
+    where: list[ColumnElement[bool]] = [j.corp_id == f.corp_id, j.created_at >= start, j.created_at < end]
+    if f.userids is not None:
+        members = sorted(f.userids)
+        where.append(or_(j.handover_userid.in_(members), hc.takeover_userid.in_(members)))
+    per: dict[str, dict[str, int]] = {}
+    overall = {s: 0 for s in HANDOVER_OUTCOMES}
+    for takeover, status, n in db.session.execute(
+            select(hc.takeover_userid, hc.status, func.count()).join(j, j.id == hc.job_id).where(*where)
+            .group_by(hc.takeover_userid, hc.status)):
+        if str(status) not in overall:
+            continue  # a status this overview does not know yet
+        overall[str(status)] += int(n)
+        if takeover:
+            per.setdefault(str(takeover), {s: 0 for s in HANDOVER_OUTCOMES})[str(status)] += int(n)
+    jobs = int(db.session.scalar(select(func.count(func.distinct(hc.job_id))).join(j, j.id == hc.job_id)
+                                 .where(*where)) or 0) if any(overall.values()) else 0
+    names = staff_names(f.corp_id, per)
+    takeovers: list[dict[str, Any]] = [{"userid": u, "name": names.get(u, u), "total": sum(by.values()), **by} for u, by in per.items()]
+    takeovers.sort(key=lambda t: (-t["total"], -t["done"], t["name"]))
+    return {"jobs": jobs, "total": sum(overall.values()),
+            "outcomes": [{"status": s, "label": CUSTOMER_LABELS[s], "customers": overall[s]}
+                         for s in HANDOVER_OUTCOMES],
+            "takeovers": takeovers}
+
+
 @dataclass(frozen=True)
 class Section:
     """A chart section of the overview: its id (the CSV's name), title, and how to compute it."""
@@ -326,12 +435,13 @@ class Section:
     compute: Callable[[Filters], Any]
 
 
-# Campaign delivery and handover outcomes join this list when those packages land.
 SECTIONS: list[Section] = [
     Section("growth", "客户增长与流失", growth),
     Section("staff", "成员业绩", staff_table),
     Section("tags", "标签分布", tag_groups),
     Section("funnel", "阶段漏斗", funnel),
+    Section("campaigns", "群发触达", campaign_delivery),
+    Section("handover", "客户交接结果", handover_outcomes),
 ]
 
 
@@ -367,4 +477,16 @@ def section_rows(section: str, data: dict[str, Any]) -> list[list[Any]]:
                    for s in steps["steps"]]
                 + [[s["stage"], s["current"], "", ""] for s in steps["lost"]]
                 + [["未设置阶段", steps["unset"], "", ""]])
+    if section == "campaigns":
+        statuses = NOT_DELIVERED
+        return ([["群发", "发送时间（北京时间）", "计划发送", "已送达", "送达率", "未送达",
+                  *[DELIVERY_LABELS[s] for s in statuses], "已排除（未发送）"]]
+                + [[c["name"], china_datetime(c["send_at"]), c["sent"], c["delivered"],
+                    "" if c["rate"] is None else f"{c['rate']}%", c["not_delivered"], *[c[s] for s in statuses],
+                    c["excluded"]] for c in data["campaigns"]["campaigns"]])
+    if section == "handover":
+        outcomes = data["handover"]["outcomes"]
+        return ([["接替成员", "客户合计", *[o["label"] for o in outcomes]]]
+                + [[t["name"], t["total"], *[t[o["status"]] for o in outcomes]] for t in data["handover"]["takeovers"]]
+                + [["全部（含未分配接替成员的客户）", data["handover"]["total"], *[o["customers"] for o in outcomes]]])
     raise UserValueError("没有这个图表", field="section")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from tests.console.conftest import corp  # noqa: F401  (fixture)
 from tests.helpers import TEST_CORP_ID
 from tests.tagging.conftest import base  # noqa: F401  (fixture)
 
@@ -65,3 +66,44 @@ def test_segment_builder_counts_as_conditions_change_and_saves(page: Any, live_s
     assert row.locator("td.num").inner_text() == "1"
     # the refused count answered 400 (the browser logs it too); nothing else failed
     assert [e for e in page_errors if "/segments/count" not in e and "status of 400" not in e] == []
+
+
+def test_overview_draws_campaign_delivery_and_handover_outcomes(page: Any, live_server: Any, db_session: Any,
+                                                                 corp: Any, sign_in_browser: Any,
+                                                                 page_errors: list[str]) -> None:
+    """The two sections of the overview that read the campaigns and the handovers: stacked bars per
+    campaign (with its delivery rate) and per takeover colleague, a bar per outcome; names, not userids.
+    The screenshot: tests/screenshots/console-overview-campaigns-handover.png."""
+    import os
+
+    from console.overview.refresh import refresh
+    from tests.console.conftest import NOW
+    from tests.console.test_overview_campaigns_handover import _campaigns, _jobs
+
+    _campaigns(db_session)
+    _jobs(db_session)
+    refresh(TEST_CORP_ID, now=NOW)
+    db_session.commit()
+    sign_in_browser("boss", "admin")
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(live_server.url + "/console/?from=2026-11-05&to=2026-12-04")
+    page.locator("#chart-campaigns").wait_for()
+    campaigns = page.evaluate("""() => { const c = Chart.getChart('chart-campaigns');
+        return c && {labels: c.data.labels, stacked: c.options.scales.x.stacked,
+                     sets: c.data.datasets.map(d => [d.label, d.data])}; }""")
+    assert campaigns["labels"] == [["双十二预热", "送达率 60.0%"], ["老客户回访", "送达率 100.0%"]]
+    assert campaigns["stacked"] is True
+    assert campaigns["sets"] == [["已送达", [6, 4]], ["等待成员发送", [1, 0]], ["成员未发送", [1, 0]],
+                                 ["非好友", [1, 0]], ["已达接收上限", [1, 0]]]
+    outcomes = page.evaluate("() => { const c = Chart.getChart('chart-handover'); return [c.data.labels, c.data.datasets[0].data]; }")
+    assert outcomes == [["已接替", "等待接替", "客户拒绝", "接替成员已达上限", "无接替记录", "转接失败", "无法转接"],
+                        [3, 1, 1, 1, 1, 1, 1]]
+    assert page.evaluate("() => Chart.getChart('chart-takeovers').data.labels") == ["王五", "张三"]
+    assert page.locator("#takeovers-table tbody tr").first.locator("td").first.inner_text() == "王五"
+    assert "60.0%" in page.locator("#campaigns-table").inner_text()
+    section = page.locator("#section-campaigns")
+    section.scroll_into_view_if_needed()
+    shots = os.path.join(os.path.dirname(__file__), "..", "screenshots")
+    os.makedirs(shots, exist_ok=True)
+    page.screenshot(path=os.path.join(shots, "console-overview-campaigns-handover.png"), full_page=True)
+    assert not page_errors, page_errors
