@@ -47,6 +47,8 @@ BENCHES: dict[str, tuple[list[str], list[str] | None, dict[str, str]]] = {
                   {"BENCH_PG_URL": PG}),
     "overview": (["overview.py", "--sizes", "1000000"], ["overview.py", "--sizes", "100000", "--runs", "5"],
                  {"BENCH_PG_URL": PG}),
+    "channels": (["channels.py", "--relations", "1000000"], ["channels.py", "--relations", "100000", "--runs", "5"],
+                 {"BENCH_PG_URL": PG}),
     "handover": (["handover.py", "--customers", "10000", "--database", "postgresql"],
                  ["handover.py", "--customers", "2000", "--database", "postgresql"], {"BENCH_PG_URL": PG}),
     "faults": (["faults.py", "10000"], ["faults.py", "1000"], {"BENCH_DATABASE_URL": PG}),

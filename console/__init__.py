@@ -29,6 +29,7 @@ NAV: list[tuple[str, str, tuple[str, ...]]] = [
     ("console.customers", "客户", ()),
     ("segments.segments_page", "客户分群", ("marketer", "manager")),
     ("campaigns.index", "群发", ("marketer", "manager")),
+    ("channels.index", "渠道活码", ("marketer", "manager")),
     ("handover.index", "客户交接", ("manager",)),
     ("tag_catalog.catalog", "标签管理", ("marketer",)),
     ("tag_rules.rules", "自动打标签", ("marketer",)),

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from core.db import db
 from crm.models import Customer, Staff, Tag
+from crm.service import state_labels
 from identity.web import current_principal
 from tagging.rules.models import TagRule
 
@@ -52,9 +53,10 @@ def actor_labels(corp_id: str, actors: Iterable[str]) -> dict[str, str]:
 
 
 def channel_names(corp_id: str) -> dict[str, str]:
-    """Channel names by their State. The channel catalog (`channels`, issue #13) names them; until it is
-    in this build, the console shows the State itself, and '' as 未标记渠道."""
-    return {}
+    """Channel names by their State (`crm.service.state_labels`: written by the channels package when a
+    channel is created or renamed, or a State made in WeCom's admin console is named). A State without a
+    name shows as itself."""
+    return state_labels(corp_id)
 
 
 # ---------------------------------------------------------------- template filters (one lookup per name and request)

@@ -335,3 +335,23 @@ Index("ix_follow_relations_active_owner", FollowRelation.corp_id, FollowRelation
 # Customers still followed (the base condition), by owner for a limited scope, index-only.
 Index("ix_follow_relations_active_customer", FollowRelation.corp_id, FollowRelation.customer_id,
       FollowRelation.userid, postgresql_where=text("status = 'active'"), sqlite_where=text("status = 'active'"))
+
+
+class ChannelLabel(CorpScoped, db.Model):
+    """The name people see for a channel `state` (the contact way's State): written by the channels
+    package when a channel is created or renamed, or when someone names a State made in WeCom's admin
+    console; read by everything that shows a channel (`crm.service.state_labels`)."""
+
+    __tablename__ = "channel_labels"
+    __table_args__ = (UniqueConstraint("corp_id", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    state: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# The channel attribution report's median days to loss (`channels.reports`): the lost relations of a period.
+Index("ix_follow_relations_lost_report", FollowRelation.corp_id, FollowRelation.added_at, FollowRelation.state,
+      FollowRelation.lost_at, FollowRelation.lost_reason,
+      postgresql_where=text("status != 'active'"), sqlite_where=text("status != 'active'"))

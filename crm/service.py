@@ -79,3 +79,38 @@ def write_followup(customer: Customer, author: str, content: Any, next_at: dt.da
     audit(customer.corp_id, actor, "followup.add", "customer", customer.external_userid, {"followup_id": row.id})
     followup_written.send(FollowupWritten(customer.corp_id, customer.id, row.id, author))
     return row
+
+
+# ---------------------------------------------------------------- channel names
+
+
+def state_labels(corp_id: str, states: Any = None) -> dict[str, str]:
+    """Channel names by State (`ChannelLabel`): for the given states, or every named one when None."""
+    from sqlalchemy import select
+
+    from .models import ChannelLabel
+
+    query = select(ChannelLabel.state, ChannelLabel.name).where(ChannelLabel.corp_id == corp_id)
+    if states is not None:
+        wanted = sorted({s for s in states if s})
+        if not wanted:
+            return {}
+        query = query.where(ChannelLabel.state.in_(wanted))
+    return {s: n for s, n in db.session.execute(query).tuples()}
+
+
+def save_state_label(corp_id: str, state: str, name: str) -> None:
+    """Name (or rename) a channel State (flush); an empty name removes the label."""
+    from sqlalchemy import select
+
+    from .models import ChannelLabel
+
+    row = db.session.scalar(select(ChannelLabel).where(ChannelLabel.corp_id == corp_id, ChannelLabel.state == state))
+    if not name:
+        if row is not None:
+            db.session.delete(row)
+    elif row is None:
+        db.session.add(ChannelLabel(corp_id=corp_id, state=state, name=name))
+    else:
+        row.name = name
+    db.session.flush()

@@ -24,7 +24,7 @@ from core.errors import NotFound, ScrmError, Unavailable, UserValueError
 from crm.handlers import apply_customer_detail
 from crm.models import (Customer, FollowRelation, FollowUp, GroupChat, GroupChatMember, StageChange, Staff, Tag,
                         TagAssignment, TagGroup)
-from crm.service import parse_next_at, write_followup
+from crm.service import parse_next_at, state_labels, write_followup
 from identity.service import Principal, Scope
 from identity.web import scope_for
 from tagging.lifecycle.models import BehaviorEvent
@@ -179,6 +179,7 @@ def profile(principal: Principal, customer: Customer) -> dict[str, Any]:
     corp_id = customer.corp_id
     relations = sorted(customer.relations, key=lambda r: (r.status != "active", r.added_at or utcnow()))
     rel_ids = [r.id for r in relations]
+    channel_names = state_labels(corp_id, [r.state for r in relations])
     tags_by_rel: dict[int, list[dict[str, str]]] = {rid: [] for rid in rel_ids}
     if rel_ids:
         for rid, tag_id, name, group_name in db.session.execute(
@@ -218,6 +219,7 @@ def profile(principal: Principal, customer: Customer) -> dict[str, Any]:
         "follow_users": [{
             "userid": r.userid, "name": staff_names.get(r.userid, ""), "remark": r.remark,
             "description": r.description, "added_at": _iso(r.added_at), "add_way": r.add_way, "state": r.state,
+            "channel": channel_names.get(r.state) or r.state,
             "status": r.status, "lost_reason": r.lost_reason, "is_me": r.userid == principal.userid,
             "tags": tags_by_rel[r.id],
             "tag_sync": {**sync_states[r.id], "message": sync_message(sync_states[r.id])} if r.id in sync_states

@@ -17,6 +17,7 @@ from core.db import db
 from core.errors import UserValueError
 from core.uow import mark_failed
 from crm.models import Customer, FollowRelation, Staff
+from crm.service import state_labels
 from identity.web import principal as current, require_role, scope_for
 
 from ..catalog.service import tag_catalog
@@ -128,8 +129,10 @@ def _choices(corp_id: str) -> dict[str, Any]:
     states = db.session.scalars(select(distinct(FollowRelation.state)).where(
         FollowRelation.corp_id == corp_id, FollowRelation.status == "active", FollowRelation.state != "")
         .order_by(FollowRelation.state).limit(200)).all()
+    state_names = state_labels(corp_id)  # channels by name (crm.ChannelLabel), named ones first
+    states = sorted(set(states) | set(state_names), key=lambda s: (s not in state_names, state_names.get(s, s)))
     return {"groups": tag_catalog(corp_id, include_empty=False), "stages": stages.stage_names(corp_id), "owners": owners,
-            "states": states, "tiers": tiers.TIERS, "event_types": EVENT_TYPES}
+            "states": states, "state_names": state_names, "tiers": tiers.TIERS, "event_types": EVENT_TYPES}
 
 
 @bp.get("/segments")
