@@ -19,7 +19,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.slow
+# Two full demo set-ups (emulator, migrate, sync, activity) in subprocesses: more than the default 120 s on a
+# busy 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 
 def _free_port() -> int:
