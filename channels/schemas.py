@@ -58,7 +58,6 @@ class ReportQuery(RequestSchema):
     from_ = Day(data_key="from", load_default=None, metadata={"description": "开始日期（含，北京时间），默认 30 天前"})
     to = Day(load_default=None, metadata={"description": "结束日期（含，北京时间），默认今天"})
     stage = Text(32, load_default=None, metadata={"description": "统计到达该客户阶段（或更后阶段）的人数"})
-    format = fields.String(load_default="json", validate=validate.OneOf(["json", "csv"]))
 
 
 class LinkIn(RequestSchema):

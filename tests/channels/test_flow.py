@@ -52,7 +52,7 @@ def test_a_channel_brings_its_welcome_its_tags_and_its_count(app: Any, client: A
     assert row["name"] == "2026 上海展会" and row["added"] == 1 and row["lost"] == 0
     assert row["channel_id"] == created["id"] and row["cost"] == "1200.00"
 
-    answer = client.get("/api/v1/reports/channels?format=csv", headers=marketer)
+    answer = client.get("/api/v1/reports/channels.csv", headers=marketer)
     assert answer.status_code == 200 and answer.mimetype == "text/csv"
     rows = list(csv.reader(io.StringIO(answer.get_data(as_text=True).lstrip("\ufeff"))))
     assert rows[0][0] == "渠道" and any(r[0] == "2026 上海展会" and r[2] == "1" for r in rows[1:])
