@@ -63,6 +63,7 @@ NOT_IDEMPOTENT = frozenset({
     "/cgi-bin/externalcontact/groupchat/transfer",
     "/cgi-bin/externalcontact/groupchat/onjob_transfer",
     "/cgi-bin/externalcontact/add_contact_way",
+    "/cgi-bin/externalcontact/groupchat/add_join_way",
     "/cgi-bin/media/upload",
 })
 
@@ -600,6 +601,32 @@ class WeComClient:
             body["end_time"] = int(end_time)
         return (row["config_id"] for row in
                 self._items("/cgi-bin/externalcontact/list_contact_way", body, "contact_way"))
+
+    # ------------------------------------------------------------------ §9.1 group-chat join ways
+
+    def add_join_way(self, **fields: Any) -> dict[str, Any]:
+        """Create a 「加入群聊」 way; {"config_id", "qr_code"}. WeCom answers the config_id only, so the QR
+        code is read with get_join_way; when that read fails the way exists all the same, and the answer
+        says so with `qr_code` None (the caller reads it again later) rather than raising, which would make
+        the outbox create a second way."""
+        config_id = str(self.post("/cgi-bin/externalcontact/groupchat/add_join_way", fields)["config_id"])
+        try:
+            qr_code = self.get_join_way(config_id).get("qr_code")
+        except (WeComError, requests.RequestException) as exc:
+            log.warning("wecom.join_way.qr_code_unread config_id=%s error=%s", config_id, exc)
+            qr_code = None
+        return {"config_id": config_id, "qr_code": qr_code}
+
+    def get_join_way(self, config_id: str) -> dict[str, Any]:
+        data = self.post("/cgi-bin/externalcontact/groupchat/get_join_way", {"config_id": config_id})
+        return dict(data.get("join_way") or {})
+
+    def update_join_way(self, config_id: str, **fields: Any) -> None:
+        """Overwrite the way (WeCom wants scene and chat_id_list every time)."""
+        self.post("/cgi-bin/externalcontact/groupchat/update_join_way", {"config_id": config_id, **fields})
+
+    def del_join_way(self, config_id: str) -> None:
+        self.post("/cgi-bin/externalcontact/groupchat/del_join_way", {"config_id": config_id})
 
 
 def _not_sent(exc: requests.RequestException) -> bool:

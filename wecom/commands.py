@@ -76,6 +76,10 @@ COMMANDS: dict[str, Command] = {
     "update_contact_way": Command("contact", lambda c, a: c.update_contact_way(a["config_id"], **dict(a["fields"])),
                                   repeatable=True),
     "del_contact_way": Command("contact", lambda c, a: c.del_contact_way(a["config_id"]), repeatable=True),
+    "add_join_way": Command("contact", lambda c, a: c.add_join_way(**dict(a["fields"])), repeatable=False),
+    "update_join_way": Command("contact", lambda c, a: c.update_join_way(a["config_id"], **dict(a["fields"])),
+                               repeatable=True),
+    "del_join_way": Command("contact", lambda c, a: c.del_join_way(a["config_id"]), repeatable=True),
 }
 
 

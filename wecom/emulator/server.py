@@ -3,6 +3,7 @@ under `/emulator/`, over an in-memory `State`, with faults on demand and encrypt
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import random
@@ -14,6 +15,7 @@ from html import escape
 from typing import Any, Iterable
 from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
 
+import segno
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
@@ -351,6 +353,8 @@ class Emulator:
             if path == "/emulator/expire-tokens" and method == "POST":
                 self.expire_tokens()
                 return _json({"ok": True})
+            if path.startswith("/emulator/qr/") and path.endswith(".png") and method == "GET":
+                return self._qr_png(path[len("/emulator/qr/"):-len(".png")])
             if path == "/emulator/summary" and method == "GET":
                 return _json(self.state.summary())
             if path == "/emulator/calls" and method == "GET":
@@ -378,6 +382,18 @@ class Emulator:
         except (ActionError, TypeError, ValueError, KeyError) as exc:
             return _json({"error": str(exc)}, 400)
         return _json({"error": f"no control endpoint {method} {path}"}, 404)
+
+    def _qr_png(self, config_id: str) -> Response:
+        """The QR code image of a contact or join way (WeCom serves it from its CDN; the emulator draws it)."""
+        with self.state.lock:
+            join = config_id in self.state.join_ways
+            known = join or config_id in self.state.contact_ways
+        if not known:
+            return _json({"error": f"no contact or join way {config_id!r}"}, 404)
+        out = io.BytesIO()
+        target = f"https://work.weixin.qq.com/{'gm' if join else 'ca'}/{config_id}"  # what scanning would open
+        segno.make(target, error="m").save(out, kind="png", scale=6, border=2)
+        return Response(out.getvalue(), mimetype="image/png", headers={"Cache-Control": "max-age=3600"})
 
     # ------------------------------------------------------------ OAuth / web login pages
 

@@ -332,6 +332,7 @@ class State:
         self.groupmsg_auto_confirm: int | None = None  # members confirm new tasks this many seconds after creation
         self.received: dict[tuple[str, str, int], int] = {}  # (target, period kind, period) -> received
         self.contact_ways: dict[str, dict[str, Any]] = {}
+        self.join_ways: dict[str, dict[str, Any]] = {}  # 「加入群聊」 ways by config_id (§9.1)
         self.media: dict[str, dict[str, Any]] = {}
         self.messages: list[dict[str, Any]] = []  # app messages sent with message/send
         self.welcome_codes: dict[str, dict[str, Any]] = {}

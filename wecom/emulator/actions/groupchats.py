@@ -52,6 +52,34 @@ class GroupChatActions(ActionBase):
                                         ("MemChangeCnt", len(added)), ("MemChangeList", added), ("LastMemVer", last),
                                         ("CurMemVer", chat.member_version)])
 
+    def customer_joined_via_join_way(self, config_id: str, external_userid: str) -> str:
+        """A customer scans a 「加入群聊」 code: they join the way's first chat with room (a chat holds 500),
+        by QR code (join scene 3), carrying the way's `state`; the chat id."""
+        st = self._state
+        with st.lock:
+            way = st.join_ways.get(config_id)
+            if way is None:
+                raise ActionError(f"unknown join way {config_id!r}")
+            if external_userid not in st.customers:
+                raise ActionError(f"unknown customer {external_userid!r}")
+            for chat_id in way["chat_id_list"]:
+                chat = st.group_chats.get(chat_id)
+                if chat is not None and not chat.dismissed and len(chat.members) < 500:
+                    break
+            else:
+                raise ActionError("every chat of the way is full or dismissed")
+            if external_userid in chat.member_ids():
+                raise ActionError("already a member")
+            last = chat.member_version
+            member = self._chat_member(chat, external_userid, 3, None)
+            member.state = str(way.get("state") or "")
+            chat.members.append(member)
+            st.bump_member_version(chat)
+            self._emit(CHAT, "update", [("ChatId", chat_id), ("UpdateDetail", "add_member"), ("JoinScene", 3),
+                                        ("MemChangeCnt", 1), ("MemChangeList", [external_userid]), ("LastMemVer", last),
+                                        ("CurMemVer", chat.member_version)])
+            return chat_id
+
     def group_chat_member_left(self, chat_id: str, member_ids: Iterable[str], quit_scene: int = 0) -> None:
         st = self._state
         with st.lock:

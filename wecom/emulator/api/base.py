@@ -28,7 +28,7 @@ ERRMSG = {
     41017: "missing tagid", 41018: "missing tagname", 41035: "missing external userid",
     41041: "contact way user limit", 41046: "missing msgid", 41047: "invalid msgid", 41048: "no customer to send",
     41049: "missing welcome code", 41050: "invalid welcome code", 41051: "externaluser has started chatting",
-    41054: "user not active", 41064: "too many attachments", 41065: "invalid attachment type",
+    41054: "user not active", 41091: "chat_id_list exceeds the limit of 5", 41064: "too many attachments", 41065: "invalid attachment type",
     41093: "group msg task is cancelled", 41094: "remind group msg too frequently", 42001: "access_token expired",
     42012: "jsapi_ticket is not valid for agent config", 45009: "api freq out of limit",
     45033: "api concurrent out of limit", 48002: "api forbidden", 49008: "group chat is dismissed",
