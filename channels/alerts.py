@@ -32,7 +32,8 @@ from crm.models import FollowRelation, Staff
 from tagging.lifecycle.stages import get_setting
 from wecom.service import enqueue
 
-from .models import ACTIVE, PAUSED, Channel, ChannelAlert
+from .models import ACTIVE, JOIN, PAUSED, Channel, ChannelAlert
+from .reports import join_members
 
 log = logging.getLogger("scrm.channels.alerts")
 
@@ -91,6 +92,8 @@ def check_alerts(corp_id: str, now: dt.datetime | None = None) -> list[ChannelAl
                func.coalesce(func.sum(case((and_(fr.added_at >= recent, fr.added_at <= cut7, lost7), literal(1)),
                                            else_=0)), 0))
         .where(fr.corp_id == corp_id, fr.state.in_(states)).group_by(fr.state)).tuples()}
+    for state, last, eligible, lost in _join_stats(corp_id, [c for c in channels if c.kind == JOIN], recent, cut7):
+        stats[state] = (last, eligible, lost)
     members = sorted({u for c in channels for u in c.users})
     staff = dict(db.session.execute(select(Staff.userid, Staff.status).where(
         Staff.corp_id == corp_id, Staff.userid.in_(members))).tuples().all())
@@ -112,9 +115,14 @@ def check_alerts(corp_id: str, now: dt.datetime | None = None) -> list[ChannelAl
         quiet_since = last or channel.created_at
         n = int(conf["no_new_days"])
         if quiet_since <= now - dt.timedelta(days=n):
-            fire(channel, "no_new", quiet_since.astimezone(CHINA).date().isoformat(), f"已连续 {n} 天没有新增客户")
+            fire(channel, "no_new", quiet_since.astimezone(CHINA).date().isoformat(),
+                 f"已连续 {n} 天没有{'客户入群' if channel.kind == JOIN else '新增客户'}")
         for userid in channel.users:
             who = names.get(userid) or userid
+            if channel.kind == JOIN:  # the chats' owners: a chat whose owner left waits for its handover
+                if staff.get(userid, "active") != "active":
+                    fire(channel, "resigned", userid, f"的客户群群主 {who} 已离职，请在「客户交接」中转移其客户群")
+                continue
             if staff.get(userid, "active") != "active":
                 fire(channel, "resigned", userid, f"的接待成员 {who} 已离职或停用，请更换接待成员")
             elif load.get(userid, 0) >= near:
@@ -125,6 +133,20 @@ def check_alerts(corp_id: str, now: dt.datetime | None = None) -> list[ChannelAl
             fire(channel, "loss_rate", f"{year}-W{week:02d}",
                  f"近 30 天新增客户的 7 天流失率为 {int(lost) / int(eligible):.0%}，超过 {float(conf['loss_rate_7']):.0%}")
     return fired
+
+
+def _join_stats(corp_id: str, channels: list[Channel], recent: dt.datetime,
+                cut7: dt.datetime) -> list[tuple[str, Any, int, int]]:
+    """For join ways: (state, last join, joined in the last 30 days and at least 7 days ago, of whom left
+    within 7 days): the same figures as for contact ways, with leaving the chat as the loss."""
+    out = []
+    rows = join_members(corp_id, [c.state for c in channels])
+    for channel in channels:
+        mine = [(joined, left) for state, joined, left, _, _ in rows if state == channel.state]
+        window = [(j, lf) for j, lf in mine if recent <= j <= cut7]
+        out.append((channel.state, max((j for j, _ in mine), default=None), len(window),
+                    sum(1 for j, lf in window if lf is not None and lf - j < dt.timedelta(days=7))))
+    return out
 
 
 def on_staff_resigned(event: StaffResigned) -> None:

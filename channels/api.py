@@ -1,4 +1,4 @@
-"""The channels API: channel codes (contact ways) with their staff, State, welcome message and tags; naming
+"""The channels API: channel codes (contact ways, and group-chat join ways) with their staff or chats, State, welcome message and tags; naming
 a State made elsewhere; the attribution report (JSON and CSV); tracked links for the interaction radar.
 Marketers and managers (and admins) manage channels; any signed-in staff member may share a link."""
 
@@ -42,7 +42,8 @@ def list_channels(args: dict[str, Any]) -> dict[str, Any]:
 @bp.arguments(ChannelIn)
 @bp.response(201, ChannelOut)
 def create_channel(data: dict[str, Any]) -> dict[str, Any]:
-    """Create a channel code: its contact way is created in WeCom through the outbox (status pending → active)."""
+    """Create a channel code: its contact way (kind contact) or join way (kind join) is created in WeCom
+    through the outbox (status pending → active)."""
     return service.channel_dict(service.create(principal(), data))
 
 
@@ -59,7 +60,7 @@ def get_channel(channel_id: int) -> dict[str, Any]:
 @bp.arguments(ChannelPatch)
 @bp.response(200, ChannelOut)
 def patch_channel(data: dict[str, Any], channel_id: int) -> dict[str, Any]:
-    """Edit a channel (name, staff, schedule, welcome message, tags, cost), pause or resume it."""
+    """Edit a channel (name, staff or chats, schedule, welcome message, tags, cost), pause or resume it."""
     p = principal()
     return service.channel_dict(service.update(p, service.get_channel(p, channel_id), data))
 

@@ -11,16 +11,21 @@ from apscheduler.triggers.interval import IntervalTrigger
 from core.db import utcnow
 from core.jobs import periodic
 from core.settings import settings
+from wecom.client import contact_client
 
 from .alerts import check_alerts
 from .reports import refresh_stats
 from .service import reroute_due
+from .ways import refresh_qr_codes
 
 
 @periodic("channels_reroute", trigger=lambda conf: IntervalTrigger(minutes=5), lease=dt.timedelta(minutes=5))
 def reroute() -> None:
-    """Codes with a schedule: route them to the staff on duty now (update_contact_way when it changed)."""
-    reroute_due(settings().WECOM_CORP_ID, utcnow())
+    """Codes with a schedule: route them to the staff on duty now (update_contact_way when it changed);
+    join ways without their QR code: read it."""
+    corp_id = settings().WECOM_CORP_ID
+    reroute_due(corp_id, utcnow())
+    refresh_qr_codes(corp_id, contact_client)  # join ways whose QR code could not be read at creation
 
 
 @periodic("channels_alerts", trigger=lambda conf: IntervalTrigger(hours=1), lease=dt.timedelta(minutes=30))

@@ -1,7 +1,9 @@
 """Tables of the channels package.
 
-- `Channel`: a channel code (渠道活码): a WeCom contact way (「联系我」) with its staff, `state`, welcome
-  message, arrival tags, cost and status; `config_id` and `qr_code` once WeCom created it;
+- `Channel`: a channel code (渠道活码): a WeCom contact way (「联系我」, kind `contact`) with its staff,
+  `state`, welcome message, arrival tags, cost and status, or a group-chat join way (「加入群聊」, kind
+  `join`) with its ≤5 chats, `state`, arrival tags, cost and status; `config_id` and `qr_code` once WeCom
+  created it;
 - `ChannelAlert`: one row per alert condition that fired (so each fires once);
 - `TrackedLink` / `LinkOpen`: the interaction radar: a link shared by staff, and each time a customer
   opened it through their signed per-recipient URL.
@@ -48,6 +50,10 @@ class Channel(CorpScoped, Model):
     schedule: Mapped[Optional[list[dict[str, Any]]]] = mapped_column(JSON)
     routed_users: Mapped[list[str]] = mapped_column(JSON, default=list)  # whom WeCom routes to now
     chat_ids: Mapped[list[str]] = mapped_column(JSON, default=list)  # join ways: ≤5 group chats
+    # join ways: when every chat is full, WeCom opens a new one named room_base_name + number from room_base_id
+    auto_create_room: Mapped[bool] = mapped_column(Boolean, default=False)
+    room_base_name: Mapped[Optional[str]] = mapped_column(String(40))
+    room_base_id: Mapped[Optional[int]] = mapped_column(Integer)
     welcome_text: Mapped[str] = mapped_column(Text, default="")
     welcome_attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     tag_ids: Mapped[list[str]] = mapped_column(JSON, default=list)  # added on arrival (through a rule)

@@ -1,4 +1,5 @@
 """Attribution per channel and period, from the follow relations (`crm`): who came through which State,
+(and, for a join way, from the group members who joined through its State: `_join_rows`),
 who stayed, who left and how soon, who reached a chosen lifecycle stage, in which value tier they are,
 and what each kept customer cost.
 
@@ -37,12 +38,12 @@ from sqlalchemy import Date, Float, and_, case, cast, delete, func, insert, lite
 
 from core.db import db, utcnow
 from core.time import CHINA
-from crm.models import Customer, FollowRelation, Stage
+from crm.models import Customer, FollowRelation, GroupChatMember, Stage
 from crm.service import state_labels
 from tagging.lifecycle.models import ValueTier
 from tagging.lifecycle.tiers import TIERS
 
-from .models import Channel, ChannelStat, ChannelStatsRun
+from .models import CONTACT, JOIN, Channel, ChannelStat, ChannelStatsRun
 
 UNNAMED = "未标记渠道"
 STALE_AFTER = dt.timedelta(minutes=15)  # the job rebuilds every 5 minutes; a report rebuilds past this
@@ -160,7 +161,7 @@ def report(corp_id: str, start: dt.datetime, end: dt.datetime, *, stage: str | N
         cost = channel.cost if channel is not None else None
         median = medians.get(state)
         out.append({
-            "state": state,
+            "state": state, "kind": CONTACT,
             "name": names.get(state) or (channel.name if channel is not None else "") or (state if state else UNNAMED),
             "channel_id": channel.id if channel is not None else None,
             "added": int(r["added"]), "eligible_7": int(r["eligible_7"]), "kept_7": kept_7,
@@ -174,9 +175,67 @@ def report(corp_id: str, start: dt.datetime, end: dt.datetime, *, stage: str | N
             "cost_per_kept": str((Decimal(cost) / kept_basis).quantize(Decimal("0.01")))
             if cost is not None and kept_basis else None,
         })
+    out += _join_rows(corp_id, lo, hi, today, reached if stage else [])
     out.sort(key=lambda row: (-row["added"], row["name"]))
     return {"from": lo.isoformat(), "to": hi.isoformat(), "stage": stage if reached else None,
             "channels": out, "totals": _totals(out), "refreshed_at": refreshed.isoformat()}
+
+
+def join_members(corp_id: str, states: list[str], start: dt.datetime | None = None,
+                 end: dt.datetime | None = None) -> list[tuple[str, dt.datetime, dt.datetime | None, str, str]]:
+    """The customers (external members) who joined a chat through one of `states` (a join way's State,
+    from `groupchat/get`), joined in [start, end): (state, joined, left or None, stage, tier)."""
+    if not states:
+        return []
+    m = GroupChatMember
+    query = (select(m.state, m.join_time, m.left_at, func.coalesce(Customer.stage, ""),
+                    func.coalesce(ValueTier.tier, ""))
+             .outerjoin(Customer, and_(Customer.corp_id == corp_id, Customer.external_userid == m.member_id))
+             .outerjoin(ValueTier, and_(ValueTier.corp_id == corp_id, ValueTier.customer_id == Customer.id))
+             .where(m.corp_id == corp_id, m.state.in_(states), m.type == 2, m.join_time.is_not(None)))
+    if start is not None:
+        query = query.where(m.join_time >= start)
+    if end is not None:
+        query = query.where(m.join_time < end)
+    return [tuple(row) for row in db.session.execute(query).tuples()]  # type: ignore[misc]
+
+
+def _join_rows(corp_id: str, start: dt.datetime, end: dt.datetime, today: dt.date,
+               reached: list[str]) -> list[dict[str, Any]]:
+    """Report rows of the join ways (「加入群聊」): the unit is a customer who joined one of its chats
+    through it; "lost" is leaving the chat. Group members are few beside follow relations, so these rows
+    are counted live rather than pre-aggregated."""
+    channels = {c.state: c for c in db.session.scalars(select(Channel).where(Channel.corp_id == corp_id,
+                                                                             Channel.kind == JOIN))}
+    by_state: dict[str, list[tuple[Any, ...]]] = {state: [] for state in channels}
+    for row in join_members(corp_id, list(channels), start, end):
+        by_state[row[0]].append(row)
+    out = []
+    for state, rows in by_state.items():
+        channel = channels[state]
+        stay = [(joined, left) for _, joined, left, _, _ in rows]
+        eligible_7 = [(j, lf) for j, lf in stay if j.astimezone(CHINA).date() <= today - dt.timedelta(days=7)]
+        eligible_30 = [(j, lf) for j, lf in stay if j.astimezone(CHINA).date() <= today - dt.timedelta(days=30)]
+        kept_7 = sum(1 for j, lf in eligible_7 if lf is None or lf - j >= dt.timedelta(days=7))
+        kept_30 = sum(1 for j, lf in eligible_30 if lf is None or lf - j >= dt.timedelta(days=30))
+        days = sorted((lf - j).total_seconds() / 86400 for j, lf in stay if lf is not None)
+        n = len(days)
+        median = (days[n // 2] if n % 2 else (days[n // 2 - 1] + days[n // 2]) / 2) if n else None
+        kept_basis = kept_30 if eligible_30 else kept_7
+        cost = channel.cost
+        out.append({
+            "state": state, "name": channel.name, "channel_id": channel.id, "kind": JOIN,
+            "added": len(rows), "eligible_7": len(eligible_7), "kept_7": kept_7,
+            "eligible_30": len(eligible_30), "kept_30": kept_30, "lost": n,
+            "kept_7_rate": _rate(kept_7, len(eligible_7)), "kept_30_rate": _rate(kept_30, len(eligible_30)),
+            "avg_days_to_loss": _round(sum(days) / n if n else None), "median_days_to_loss": _round(median),
+            "reached_stage": sum(1 for r in rows if r[3] in reached) if reached else None,
+            "tiers": {tier: sum(1 for r in rows if r[4] == tier) for tier in TIERS},
+            "cost": str(cost) if cost is not None else None,
+            "cost_per_kept": str((Decimal(cost) / kept_basis).quantize(Decimal("0.01")))
+            if cost is not None and kept_basis else None,
+        })
+    return out
 
 
 def _medians(corp_id: str, start: dt.datetime, end: dt.datetime) -> dict[str, float]:

@@ -9,34 +9,43 @@ import datetime as dt
 from typing import Any
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, stream_with_context, url_for
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.db import db
 from core.errors import ScrmError
 from core.time import CHINA
 from core.uow import mark_failed
-from crm.models import Staff
+from crm.models import GroupChat, GroupChatMember, Staff
 from identity.web import principal, require_role
 from tagging.catalog.service import tag_catalog
 from tagging.lifecycle.stages import stage_names
 
 from . import alerts, radar, reports, service
 from .api import period
-from .models import ACTIVE, PAUSED
+from .models import ACTIVE, CONTACT, JOIN, PAUSED
 
 bp = Blueprint("channels", __name__, url_prefix="/console/channels", template_folder="templates",
                static_folder="static", static_url_path="/static")
 links_bp = Blueprint("channel_links", __name__, template_folder="templates")
 
 ROLES = service.ROLES
+LINK_ROWS = 3  # link attachments the form offers (the API takes up to 9)
 
 
-def _form_body(form: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {"name": form.get("name", ""), "users": [u for u in form.getlist("users") if u],
-                            "skip_verify": form.get("skip_verify") == "1",
-                            "welcome_text": form.get("welcome_text", ""),
-                            "tag_ids": [t for t in form.getlist("tag_ids") if t],
-                            "cost": form.get("cost") or None}
+def _form_body(form: Any, kind: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": form.get("name", ""), "kind": kind,
+                            "tag_ids": [t for t in form.getlist("tag_ids") if t], "cost": form.get("cost") or None}
+    if kind == JOIN:
+        body.update(chat_ids=[c for c in form.getlist("chat_ids") if c],
+                    auto_create_room=form.get("auto_create_room") == "1",
+                    room_base_name=form.get("room_base_name") or None,
+                    room_base_id=int(form["room_base_id"]) if (form.get("room_base_id") or "").isdigit() else None)
+    else:
+        links = [{"title": form.get(f"link_title_{i}", "").strip(), "url": form.get(f"link_url_{i}", "").strip()}
+                 for i in range(LINK_ROWS)]
+        body.update(users=[u for u in form.getlist("users") if u], skip_verify=form.get("skip_verify") == "1",
+                    welcome_text=form.get("welcome_text", ""),
+                    welcome_attachments=[link for link in links if link["title"] or link["url"]])
     if form.get("owner_userid"):
         body["owner_userid"] = form["owner_userid"]
     return body
@@ -45,7 +54,18 @@ def _form_body(form: Any) -> dict[str, Any]:
 def _choices(corp_id: str) -> dict[str, Any]:
     staff = db.session.execute(select(Staff.userid, Staff.name).where(Staff.corp_id == corp_id, Staff.status == "active")
                                .order_by(Staff.name, Staff.userid)).all()
-    return {"staff": [{"userid": u, "name": n or u} for u, n in staff], "catalog": tag_catalog(corp_id, include_empty=False)}
+    names = {u: n or u for u, n in staff}
+    members = (select(GroupChatMember.chat_pk, func.count().label("n")).where(
+        GroupChatMember.corp_id == corp_id, GroupChatMember.left_at.is_(None)).group_by(GroupChatMember.chat_pk).subquery())
+    chats = db.session.execute(
+        select(GroupChat.chat_id, GroupChat.name, GroupChat.owner_userid, func.coalesce(members.c.n, 0))
+        .outerjoin(members, members.c.chat_pk == GroupChat.id)
+        .where(GroupChat.corp_id == corp_id, GroupChat.dismissed_at.is_(None), GroupChat.owner_userid.in_(list(names)))
+        .order_by(GroupChat.name, GroupChat.chat_id).limit(500)).all()
+    return {"staff": [{"userid": u, "name": n} for u, n in names.items()],
+            "chats": [{"chat_id": c, "name": n or "未命名的群", "owner": names.get(o, o), "members": int(m)}
+                      for c, n, o, m in chats],
+            "catalog": tag_catalog(corp_id, include_empty=False)}
 
 
 @bp.get("/")
@@ -63,16 +83,19 @@ def index() -> Any:
 @require_role(*ROLES)
 def new() -> Any:
     p = principal()
+    kind = JOIN if (request.form.get("kind") or request.args.get("kind")) == JOIN else CONTACT
     if request.method == "POST":
         try:
-            channel = service.create(p, _form_body(request.form))
+            channel = service.create(p, _form_body(request.form, kind))
         except ScrmError as exc:
             mark_failed()
             flash(exc.message, "error")
-            return render_template("channels/form.html", channel=None, form=request.form, **_choices(p.corp_id)), 422
+            return render_template("channels/form.html", channel=None, kind=kind, form=request.form,
+                                   link_rows=LINK_ROWS, **_choices(p.corp_id)), 422
         flash("已创建渠道活码，企业微信生成二维码后即可下载", "ok")
         return redirect(url_for(".detail", channel_id=channel.id))
-    return render_template("channels/form.html", channel=None, form={"skip_verify": "1"}, **_choices(p.corp_id))
+    return render_template("channels/form.html", channel=None, kind=kind, form={"skip_verify": "1", "room_base_id": "1"},
+                           link_rows=LINK_ROWS, **_choices(p.corp_id))
 
 
 @bp.route("/<id:channel_id>", methods=["GET", "POST"])
@@ -81,7 +104,8 @@ def detail(channel_id: int) -> Any:
     p = principal()
     channel = service.get_channel(p, channel_id)
     if request.method == "POST":
-        body = _form_body(request.form)
+        body = _form_body(request.form, channel.kind)
+        body.pop("kind")
         if channel.sync_state == service.EXTERNAL:  # its staff are set in WeCom's admin console
             body.pop("users"), body.pop("skip_verify")
         try:
@@ -94,9 +118,13 @@ def detail(channel_id: int) -> Any:
         return redirect(url_for(".detail", channel_id=channel_id))
     form = {"name": channel.name, "users": channel.users, "skip_verify": "1" if channel.skip_verify else "",
             "welcome_text": channel.welcome_text, "tag_ids": channel.tag_ids,
-            "cost": str(channel.cost) if channel.cost is not None else "", "owner_userid": channel.owner_userid}
-    return render_template("channels/form.html", channel=channel, info=service.channel_dict(channel), form=form,
-                           **_choices(p.corp_id))
+            "cost": str(channel.cost) if channel.cost is not None else "", "owner_userid": channel.owner_userid,
+            "chat_ids": channel.chat_ids, "auto_create_room": "1" if channel.auto_create_room else "",
+            "room_base_name": channel.room_base_name or "", "room_base_id": str(channel.room_base_id or 1)}
+    for i, attachment in enumerate(service.channel_dict(channel)["welcome_attachments"][:LINK_ROWS]):
+        form[f"link_title_{i}"], form[f"link_url_{i}"] = attachment.get("title", ""), attachment.get("url", "")
+    return render_template("channels/form.html", channel=channel, kind=channel.kind, info=service.channel_dict(channel),
+                           form=form, link_rows=LINK_ROWS, **_choices(p.corp_id))
 
 
 @bp.post("/<id:channel_id>/status")

@@ -15,25 +15,39 @@ SCHEDULE_DOC = {"type": "array", "items": {"type": "object"}, "description": (
     "\"users\": [userid…]}]；不在任何时段时由 users 接待")}
 
 
+class LinkAttachment(RequestSchema):
+    title = Text(128, min_length=1, required=True, metadata={"description": "链接标题"})
+    url = Text(2048, min_length=1, required=True, metadata={"description": "链接网址（http/https）"})
+    desc = Text(512, allow_none=True, metadata={"description": "链接描述（可选）"})
+    picurl = Text(2048, allow_none=True, metadata={"description": "封面图片网址（可选）"})
+
+
 class ChannelBody(RequestSchema):
-    users = IdList(WeComId(), max_items=100, metadata={"description": "接待成员 userid（1–100 位）"})
+    users = IdList(WeComId(), max_items=100, allow_none=True,
+                   metadata={"description": "联系我活码的接待成员 userid（1–100 位）；加入群聊活码为群主，不可设置"})
     multi = fields.Boolean(metadata={"description": "多人活码（企业微信 type 2）；多于一位成员时自动为多人"})
     skip_verify = fields.Boolean(metadata={"description": "客户添加时无需成员确认（默认是）"})
     schedule = JsonTree(allow_none=True, metadata=SCHEDULE_DOC)
     welcome_text = Text(4000, allow_none=True, metadata={
         "description": "本渠道的欢迎语（可用 {customer_name}、{staff_name}）；为空时使用企业默认欢迎语"})
+    welcome_attachments = fields.List(fields.Nested(LinkAttachment), allow_none=True, validate=validate.Length(max=9),
+                                      metadata={"description": "欢迎语附件：链接（最多 9 个），与欢迎语一起发送"})
     tag_ids = IdList(WeComId(), max_items=20, allow_none=True,
                      metadata={"description": "客户通过本渠道添加时自动打上的企业标签（通过自动打标签规则）"})
     cost = fields.Float(allow_none=True, validate=validate.Range(0, 10**11), metadata=COST_DOC)
     owner_userid = WeComId(allow_none=True, metadata={"description": "负责人：接收渠道预警（默认创建人）"})
+    chat_ids = IdList(WeComId(), max_items=5, allow_none=True,
+                      metadata={"description": "加入群聊活码（kind join）：客户扫码加入的客户群 chat_id（1–5 个）"})
+    auto_create_room = fields.Boolean(metadata={"description": "加入群聊活码：群满后企业微信自动新建群"})
+    room_base_name = Text(40, allow_none=True, metadata={"description": "自动新建群的名称前缀（最多 40 个字）"})
+    room_base_id = fields.Integer(allow_none=True, validate=validate.Range(1, 10**9),
+                                  metadata={"description": "自动新建群的起始编号（默认 1）"})
 
 
 class ChannelIn(ChannelBody):
     name = Text(64, min_length=1, required=True)
     kind = fields.String(load_default=CONTACT, validate=validate.OneOf([CONTACT, JOIN]),
-                         metadata={"description": "contact：联系我（加好友）；join：加入群聊（暂未开放）"})
-    users = IdList(WeComId(), max_items=100, min_items=1, required=True,
-                   metadata={"description": "接待成员 userid（1–100 位）"})
+                         metadata={"description": "contact：联系我（加好友，需 users）；join：加入群聊（需 chat_ids）"})
 
 
 class ChannelPatch(ChannelBody):
@@ -81,11 +95,16 @@ class ChannelOut(ResponseSchema):
     kind_label = fields.String()
     state = fields.String(metadata={"description": "企业微信 State（≤30 个字符），客户添加时回调中带回"})
     users = fields.List(fields.String())
+    chat_ids = fields.List(fields.String(), metadata={"description": "加入群聊活码的客户群"})
+    auto_create_room = fields.Boolean()
+    room_base_name = fields.String(allow_none=True)
+    room_base_id = fields.Integer(allow_none=True)
     routed_users = fields.List(fields.String(), metadata={"description": "当前企业微信中的接待成员（含排班）"})
     multi = fields.Boolean()
     skip_verify = fields.Boolean()
     schedule = fields.Raw(allow_none=True, metadata={"type": "array", "items": {"type": "object"}})
     welcome_text = fields.String()
+    welcome_attachments = fields.List(fields.Dict(), metadata={"description": "欢迎语附件链接 {title, url, desc, picurl}"})
     tag_ids = fields.List(fields.String())
     rule_id = fields.Integer(allow_none=True)
     cost = fields.String(allow_none=True)
@@ -121,6 +140,7 @@ class StateNameOut(ResponseSchema):
 
 class ReportRowOut(ResponseSchema):
     state = fields.String()
+    kind = fields.String(metadata={"description": "contact：按客户关系统计；join：按通过该活码入群的客户统计（流失为退群）"})
     name = fields.String()
     channel_id = fields.Integer(allow_none=True)
     added = fields.Integer()

@@ -12,6 +12,11 @@ A channel's parts live where the rest of the product already looks for them:
   marked through the existing rules (worker, outbox, audit, loop detection);
 - the code itself: a WeCom contact way, written through the outbox (`channels.ways`).
 
+A join channel (「加入群聊」, kind `join`) has chats instead of staff: customers who scan it join one of its
+≤5 chats (or a chat WeCom opens when they are full), carrying its State in `groupchat/get`, which is
+how `channels.reports` attributes them; its arrival tags are a `joined_group_chat` rule with the State;
+its welcome message is the chats' own, set in WeCom.
+
 Pause and retire: a paused channel keeps its code in WeCom (printed posters keep working and customers
 are still attributed to it), but its own welcome message is removed (the corp's default welcome applies)
 and its arrival-tag rule is disabled; resume restores both. Retire deletes the way in WeCom
@@ -32,7 +37,7 @@ from sqlalchemy import distinct, func, select
 from core.db import db, utcnow
 from core.errors import Conflict, NotFound, UserValueError
 from core.time import CHINA
-from crm.models import FollowRelation, Staff, WelcomeMessage
+from crm.models import FollowRelation, GroupChat, GroupChatMember, Staff, WelcomeMessage
 from crm.service import audit, save_state_label, state_labels
 from identity.service import Principal
 from tagging.assignments.service import tags_by_id
@@ -60,12 +65,14 @@ SYNC_LABELS = {"pending": "同步中", "done": "已同步", "failed": "同步失
 
 def new_state(corp_id: str) -> str:
     """A fresh State: `ch` and 12 hex digits (14 characters, WeCom allows 30), unique in the corp, and
-    unlike any State already seen in follow relations."""
+    unlike any State already seen in follow relations or group members."""
     for _ in range(20):
         state = "ch" + secrets.token_hex(6)
         taken = db.session.scalar(select(Channel.id).where(Channel.corp_id == corp_id, Channel.state == state)) \
             or db.session.scalar(select(FollowRelation.id).where(FollowRelation.corp_id == corp_id,
-                                                                 FollowRelation.state == state).limit(1))
+                                                                 FollowRelation.state == state).limit(1)) \
+            or db.session.scalar(select(GroupChatMember.id).where(GroupChatMember.corp_id == corp_id,
+                                                                  GroupChatMember.state == state).limit(1))
         if not taken:
             return state
     raise Conflict("无法生成渠道标识，请重试")  # pragma: no cover
@@ -129,6 +136,38 @@ def _welcome(value: Any) -> str:
     return text
 
 
+MAX_ATTACHMENTS = 9  # WeCom: a welcome message carries at most 9 attachments
+
+
+def _attachments(value: Any) -> list[dict[str, Any]]:
+    """Link attachments of the welcome message, [{"title", "url", "desc"?, "picurl"?}] → WeCom's
+    {"msgtype": "link", "link": {...}} (a link needs no upload, so it always fits in WeCom's 20 s)."""
+    if value in (None, []):
+        return []
+    if not isinstance(value, list) or len(value) > MAX_ATTACHMENTS:
+        raise UserValueError(f"欢迎语附件最多 {MAX_ATTACHMENTS} 个链接", field="welcome_attachments")
+    out = []
+    for i, item in enumerate(value):
+        link = item.get("link", item) if isinstance(item, dict) else None
+        title = link.get("title") if isinstance(link, dict) else None
+        url = link.get("url") if isinstance(link, dict) else None
+        if not isinstance(title, str) or not title.strip() or len(title.encode("utf-8")) > 128:
+            raise UserValueError(f"第 {i + 1} 个链接的标题不能为空，最多 128 字节（约 42 个汉字）",
+                                 field="welcome_attachments")
+        if not isinstance(url, str) or not re.match(r"^https?://\S+$", url) or len(url) > 2048:
+            raise UserValueError(f"第 {i + 1} 个链接的网址应以 http:// 或 https:// 开头", field="welcome_attachments")
+        clean: dict[str, Any] = {"title": title.strip(), "url": url}
+        for key, limit in (("desc", 512), ("picurl", 2048)):
+            extra = link.get(key)
+            if isinstance(extra, str) and extra.strip():
+                if len(extra.encode("utf-8")) > limit:
+                    raise UserValueError(f"第 {i + 1} 个链接的{'描述' if key == 'desc' else '图片地址'}太长",
+                                         field="welcome_attachments")
+                clean[key] = extra.strip()
+        out.append({"msgtype": "link", "link": clean})
+    return out
+
+
 def _tags(corp_id: str, value: Any) -> list[str]:
     if value in (None, []):
         return []
@@ -156,6 +195,52 @@ def _cost(value: Any) -> Decimal | None:
     return cost.quantize(Decimal("0.01"))
 
 
+MAX_CHATS = 5  # WeCom: a join way serves at most 5 group chats (41091)
+
+
+def _chats(corp_id: str, value: Any) -> tuple[list[str], list[str]]:
+    """The join way's chats (1–5 customer group chats the corp knows, not dismissed, whose owner is
+    still with the corp) and their owners."""
+    if not isinstance(value, list) or not value or not all(isinstance(c, str) and c for c in value):
+        raise UserValueError("请选择客户群（至少一个）", field="chat_ids")
+    wanted = list(dict.fromkeys(value))
+    if len(wanted) > MAX_CHATS:
+        raise UserValueError(f"一个加入群聊活码最多 {MAX_CHATS} 个客户群（企业微信的限制）", field="chat_ids")
+    rows = {chat_id: (name, owner, dismissed) for chat_id, name, owner, dismissed in db.session.execute(
+        select(GroupChat.chat_id, GroupChat.name, GroupChat.owner_userid, GroupChat.dismissed_at)
+        .where(GroupChat.corp_id == corp_id, GroupChat.chat_id.in_(wanted))).tuples()}
+    unknown = [c for c in wanted if c not in rows]
+    if unknown:
+        raise UserValueError(f"客户群不存在：{'、'.join(unknown)}（请先同步客户群）", field="chat_ids")
+    gone = [rows[c][0] or c for c in wanted if rows[c][2] is not None]
+    if gone:
+        raise UserValueError(f"客户群已解散：{'、'.join(gone)}", field="chat_ids")
+    owners = list(dict.fromkeys(rows[c][1] for c in wanted if rows[c][1]))
+    status = dict(db.session.execute(select(Staff.userid, Staff.status).where(
+        Staff.corp_id == corp_id, Staff.userid.in_(owners))).tuples().all())
+    orphaned = [rows[c][0] or c for c in wanted if status.get(rows[c][1]) != "active"]
+    if orphaned:
+        raise UserValueError(f"客户群的群主已离职或停用，请先在「客户交接」中转移：{'、'.join(orphaned)}", field="chat_ids")
+    return wanted, owners
+
+
+def _room(data: dict[str, Any], channel: Channel | None = None) -> tuple[bool, str | None, int | None]:
+    """Whether WeCom opens a new chat when every chat is full, and the new chats' base name and number."""
+    auto = bool(data.get("auto_create_room", channel.auto_create_room if channel is not None else False))
+    if not auto:
+        return False, None, None
+    name = data.get("room_base_name", channel.room_base_name if channel is not None else None)
+    name = name.strip() if isinstance(name, str) else ""
+    if not name or len(name) > 40:
+        raise UserValueError("自动建群时请填写新群的名称前缀（最多 40 个字）", field="room_base_name")
+    number = data.get("room_base_id", channel.room_base_id if channel is not None else None)
+    if number in (None, ""):
+        number = 1
+    if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= 10**9:
+        raise UserValueError("新群的起始编号应为正整数", field="room_base_id")
+    return True, name, number
+
+
 def routed_users(channel: Channel, now: dt.datetime | None = None) -> list[str]:
     """Whom the code should route to at `now` (China time): the first schedule entry that covers it,
     else the channel's own staff."""
@@ -171,15 +256,19 @@ def routed_users(channel: Channel, now: dt.datetime | None = None) -> list[str]:
 
 
 def _sync_welcome(channel: Channel) -> None:
-    """The channel's WelcomeMessage row exists exactly when it is live and has a text."""
+    """The channel's WelcomeMessage row exists exactly when it is live and has a text or attachments
+    (attachments without a text go with the corp's default text)."""
     row = db.session.scalar(select(WelcomeMessage).where(WelcomeMessage.corp_id == channel.corp_id,
                                                          WelcomeMessage.state == channel.state))
-    wanted = channel.welcome_text if channel.status in (PENDING, ACTIVE) else ""
-    if wanted:
+    live = channel.status in (PENDING, ACTIVE)
+    text = channel.welcome_text if live else ""
+    attachments = list(channel.welcome_attachments or []) if live else []
+    if text or attachments:
         if row is None:
-            db.session.add(WelcomeMessage(corp_id=channel.corp_id, state=channel.state, text=wanted))
+            db.session.add(WelcomeMessage(corp_id=channel.corp_id, state=channel.state, text=text,
+                                          attachments=attachments))
         else:
-            row.text = wanted
+            row.text, row.attachments = text, attachments
     elif row is not None:
         db.session.delete(row)
 
@@ -189,15 +278,17 @@ def rule_name(channel: Channel) -> str:
 
 
 def _sync_rule(channel: Channel, actor: str) -> None:
-    """The arrival tags as an auto-tagging rule: WHEN a customer is added with the channel's State THEN
-    add the tags (to that follow relation), enabled while the channel is live and has tags."""
+    """The arrival tags as an auto-tagging rule: WHEN a customer is added with the channel's State (or,
+    for a join way, joins a chat through it) THEN add the tags, enabled while the channel is live and has
+    tags."""
     rule = get_rule(channel.corp_id, channel.rule_id) if channel.rule_id else None
     if not channel.tag_ids:
         if rule is not None and rule.enabled:  # tags removed: the rule stays, switched off
             rule.enabled = False
             audit(channel.corp_id, actor, "rule.disable", "tag_rule", str(rule.id), {"channel_id": channel.id})
         return
-    body = {"name": rule_name(channel), "trigger": "customer_added", "trigger_params": {"state": channel.state},
+    trigger = "joined_group_chat" if channel.kind == JOIN else "customer_added"
+    body = {"name": rule_name(channel), "trigger": trigger, "trigger_params": {"state": channel.state},
             "condition": None, "actions": [{"add_tags": list(channel.tag_ids)}],
             "enabled": channel.status in (PENDING, ACTIVE)}
     channel.rule_id = save_rule(channel.corp_id, actor, body, rule).id
@@ -211,9 +302,9 @@ def create(p: Principal, data: dict[str, Any]) -> Channel:
     corp_id = p.corp_id
     kind = data.get("kind") or CONTACT
     if kind == JOIN:
-        raise UserValueError("加入群聊活码（add_join_way）尚未开放，请先创建“联系我”渠道活码", field="kind")
+        return _create_join(p, data)
     if kind != CONTACT:
-        raise UserValueError("渠道类型应为 contact（联系我）", field="kind")
+        raise UserValueError("渠道类型应为 contact（联系我）或 join（加入群聊）", field="kind")
     name = _name(data.get("name"))
     users = _users(corp_id, data.get("users"))
     multi = bool(data.get("multi")) or len(users) > 1
@@ -224,7 +315,8 @@ def create(p: Principal, data: dict[str, Any]) -> Channel:
     owner = _users(corp_id, [owner], "owner_userid")[0]
     channel = Channel(corp_id=corp_id, name=name, kind=CONTACT, state=new_state(corp_id), users=users, multi=multi,
                       skip_verify=bool(data.get("skip_verify", True)), schedule=schedule, chat_ids=[],
-                      welcome_text=_welcome(data.get("welcome_text")), welcome_attachments=[],
+                      welcome_text=_welcome(data.get("welcome_text")),
+                      welcome_attachments=_attachments(data.get("welcome_attachments")),
                       tag_ids=_tags(corp_id, data.get("tag_ids")), cost=_cost(data.get("cost")), status=PENDING,
                       owner_userid=owner, created_by=p.actor)
     channel.routed_users = routed_users(channel)
@@ -240,12 +332,67 @@ def create(p: Principal, data: dict[str, Any]) -> Channel:
     return channel
 
 
-EDITABLE = ("name", "users", "multi", "skip_verify", "schedule", "welcome_text", "tag_ids", "cost", "owner_userid")
+def _create_join(p: Principal, data: dict[str, Any]) -> Channel:
+    """A 「加入群聊」 channel: customers scan it and join one of its chats. Its welcome message is the
+    chats' own (set in WeCom); arrival tags go to customers who join through it."""
+    corp_id = p.corp_id
+    name = _name(data.get("name"))
+    if (data.get("welcome_text") or "").strip():
+        raise UserValueError("加入群聊活码没有单独的欢迎语：入群欢迎语请在企业微信的群设置中配置", field="welcome_text")
+    if data.get("users"):
+        raise UserValueError("加入群聊活码不需要接待成员：客户直接进入所选客户群", field="users")
+    if data.get("welcome_attachments"):
+        raise UserValueError("加入群聊活码没有单独的欢迎语：入群欢迎语请在企业微信的群设置中配置",
+                             field="welcome_attachments")
+    chat_ids, owners = _chats(corp_id, data.get("chat_ids"))
+    auto, base_name, base_id = _room(data)
+    owner = data.get("owner_userid") or p.userid or owners[0]
+    owner = _users(corp_id, [owner], "owner_userid")[0]
+    channel = Channel(corp_id=corp_id, name=name, kind=JOIN, state=new_state(corp_id), users=owners, multi=False,
+                      skip_verify=True, schedule=None, routed_users=owners, chat_ids=chat_ids,
+                      auto_create_room=auto, room_base_name=base_name, room_base_id=base_id,
+                      welcome_text="", welcome_attachments=[], tag_ids=_tags(corp_id, data.get("tag_ids")),
+                      cost=_cost(data.get("cost")), status=PENDING, owner_userid=owner, created_by=p.actor)
+    db.session.add(channel)
+    db.session.flush()
+    save_state_label(corp_id, channel.state, name)
+    _sync_rule(channel, p.actor)
+    ways.enqueue_add(channel)
+    audit(corp_id, p.actor, "channel.create", "channel", str(channel.id),
+          {"kind": JOIN, "name": name, "state": channel.state, "chat_ids": chat_ids, "tag_ids": channel.tag_ids})
+    db.session.flush()
+    return channel
+
+
+def _update_join(channel: Channel, data: dict[str, Any], changed: dict[str, Any]) -> bool:
+    """A join way's chats and rooms; True when WeCom must be told."""
+    if data.get("users"):
+        raise UserValueError("加入群聊活码不需要接待成员：客户直接进入所选客户群", field="users")
+    if (data.get("welcome_text") or "").strip():
+        raise UserValueError("加入群聊活码没有单独的欢迎语：入群欢迎语请在企业微信的群设置中配置", field="welcome_text")
+    data.pop("welcome_text", None)
+    routing = False
+    if data.get("chat_ids") is not None:
+        chat_ids, owners = _chats(channel.corp_id, data["chat_ids"])
+        if chat_ids != channel.chat_ids:
+            channel.chat_ids, channel.users, channel.routed_users = chat_ids, owners, owners
+            changed["chat_ids"], routing = chat_ids, True
+    if any(k in data for k in ("auto_create_room", "room_base_name", "room_base_id")):
+        room = _room(data, channel)
+        if room != (channel.auto_create_room, channel.room_base_name, channel.room_base_id):
+            channel.auto_create_room, channel.room_base_name, channel.room_base_id = room
+            changed["auto_create_room"], routing = room[0], True
+    return routing
+
+
+EDITABLE = ("name", "users", "multi", "skip_verify", "schedule", "welcome_text", "welcome_attachments", "tag_ids",
+            "cost", "owner_userid",
+            "chat_ids", "auto_create_room", "room_base_name", "room_base_id")
 
 
 def update(p: Principal, channel: Channel, data: dict[str, Any]) -> Channel:
-    """Change a channel; routing changes reach WeCom through update_contact_way. `status` may be
-    `paused` or `active` (resume)."""
+    """Change a channel; routing changes reach WeCom through update_contact_way (a join way's chats
+    through update_join_way). `status` may be `paused` or `active` (resume)."""
     if channel.status == RETIRED:
         raise Conflict("渠道活码已停用，不能再修改")
     corp_id = p.corp_id
@@ -258,27 +405,38 @@ def update(p: Principal, channel: Channel, data: dict[str, Any]) -> Channel:
             channel.name, changed["name"] = name, name
             save_state_label(corp_id, channel.state, name)
             remark = True
-    if "users" in data and data["users"] is not None:
-        users = _users(corp_id, data["users"])
-        if users != channel.users:
-            channel.users, changed["users"], routing = users, users, True
-    if "multi" in data and data["multi"] is not None:
-        if channel.config_id and bool(data["multi"]) != channel.multi:
-            raise UserValueError("单人/多人活码创建后不能更改，请新建一个渠道活码", field="multi")
-        channel.multi = bool(data["multi"])
-    if channel.users and len(channel.users) > 1 and not channel.multi:
-        if channel.config_id:
-            raise UserValueError("单人活码只能有一位接待成员", field="users")
-        channel.multi = True
-    if "skip_verify" in data and data["skip_verify"] is not None:
-        if bool(data["skip_verify"]) != channel.skip_verify:
-            channel.skip_verify, changed["skip_verify"], routing = bool(data["skip_verify"]), data["skip_verify"], True
-    if "schedule" in data:
-        channel.schedule = _schedule(corp_id, data["schedule"])
-        changed["schedule"] = channel.schedule
+    if channel.kind == JOIN:
+        data = dict(data)
+        routing = _update_join(channel, data, changed)
+    elif data.get("chat_ids") or data.get("auto_create_room"):
+        raise UserValueError("“联系我”渠道活码没有客户群；要让客户扫码入群，请新建加入群聊活码", field="chat_ids")
+    if channel.kind == CONTACT:  # the staff and how they receive customers
+        if "users" in data and data["users"] is not None:
+            users = _users(corp_id, data["users"])
+            if users != channel.users:
+                channel.users, changed["users"], routing = users, users, True
+        if "multi" in data and data["multi"] is not None:
+            if channel.config_id and bool(data["multi"]) != channel.multi:
+                raise UserValueError("单人/多人活码创建后不能更改，请新建一个渠道活码", field="multi")
+            channel.multi = bool(data["multi"])
+        if channel.users and len(channel.users) > 1 and not channel.multi:
+            if channel.config_id:
+                raise UserValueError("单人活码只能有一位接待成员", field="users")
+            channel.multi = True
+        if "skip_verify" in data and data["skip_verify"] is not None:
+            if bool(data["skip_verify"]) != channel.skip_verify:
+                channel.skip_verify, changed["skip_verify"], routing = bool(data["skip_verify"]), data["skip_verify"], True
+        if "schedule" in data:
+            channel.schedule = _schedule(corp_id, data["schedule"])
+            changed["schedule"] = channel.schedule
     if "welcome_text" in data and data["welcome_text"] is not None:
         channel.welcome_text = _welcome(data["welcome_text"])
         changed["welcome_text"] = channel.welcome_text
+    if "welcome_attachments" in data and data["welcome_attachments"] is not None:
+        if channel.kind == JOIN and data["welcome_attachments"]:
+            raise UserValueError("加入群聊活码没有单独的欢迎语", field="welcome_attachments")
+        channel.welcome_attachments = _attachments(data["welcome_attachments"])
+        changed["welcome_attachments"] = channel.welcome_attachments
     if "tag_ids" in data and data["tag_ids"] is not None:
         channel.tag_ids = _tags(corp_id, data["tag_ids"])
         changed["tag_ids"] = channel.tag_ids
@@ -296,7 +454,7 @@ def update(p: Principal, channel: Channel, data: dict[str, Any]) -> Channel:
             channel.status, changed["status"] = PAUSED, PAUSED
         elif status == ACTIVE and channel.status == PAUSED:
             channel.status, changed["status"] = (ACTIVE if channel.config_id else PENDING), ACTIVE
-    new_route = routed_users(channel)
+    new_route = routed_users(channel) if channel.kind == CONTACT else channel.routed_users
     if new_route != channel.routed_users:
         channel.routed_users, routing = new_route, True
     if routing and channel.sync_state == EXTERNAL:
@@ -310,7 +468,7 @@ def update(p: Principal, channel: Channel, data: dict[str, Any]) -> Channel:
         elif channel.config_id:
             ways.enqueue_update(channel)
         elif routing:  # still being created with the old staff: change them once WeCom answered
-            raise Conflict("渠道活码正在企业微信中创建，请稍后再修改接待成员")
+            raise Conflict("渠道活码正在企业微信中创建，请稍后再修改" + ("客户群" if channel.kind == JOIN else "接待成员"))
     _sync_welcome(channel)
     _sync_rule(channel, p.actor)
     audit(corp_id, p.actor, "channel.update", "channel", str(channel.id), changed)
@@ -336,7 +494,7 @@ def reroute_due(corp_id: str, now: dt.datetime | None = None) -> int:
     n = 0
     for channel in db.session.scalars(select(Channel).where(Channel.corp_id == corp_id,
                                                             Channel.status.in_((ACTIVE, PAUSED)),
-                                                            Channel.schedule.is_not(None))):
+                                                            Channel.kind == CONTACT, Channel.schedule.is_not(None))):
         route = routed_users(channel, now)
         if route != channel.routed_users and channel.config_id:
             channel.routed_users = route
@@ -413,8 +571,12 @@ def get_channel(p: Principal, channel_id: int) -> Channel:
 def channel_dict(channel: Channel) -> dict[str, Any]:
     return {"id": channel.id, "name": channel.name, "kind": channel.kind, "kind_label": KIND_LABELS[channel.kind],
             "state": channel.state, "users": list(channel.users), "routed_users": list(channel.routed_users or []),
+            "chat_ids": list(channel.chat_ids or []), "auto_create_room": bool(channel.auto_create_room),
+            "room_base_name": channel.room_base_name, "room_base_id": channel.room_base_id,
             "multi": channel.multi, "skip_verify": channel.skip_verify, "schedule": channel.schedule,
-            "welcome_text": channel.welcome_text, "tag_ids": list(channel.tag_ids), "rule_id": channel.rule_id,
+            "welcome_text": channel.welcome_text,
+            "welcome_attachments": [a["link"] for a in channel.welcome_attachments or [] if a.get("msgtype") == "link"],
+            "tag_ids": list(channel.tag_ids), "rule_id": channel.rule_id,
             "cost": str(channel.cost) if channel.cost is not None else None,
             "status": channel.status, "status_label": STATUS_LABELS[channel.status],
             "sync_state": channel.sync_state, "sync_label": SYNC_LABELS.get(channel.sync_state, channel.sync_state),

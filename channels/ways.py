@@ -1,11 +1,16 @@
-"""The channel codes in WeCom: add, update and delete 「联系我」 contact ways through the outbox, and what
-happens when WeCom answers.
+"""The channel codes in WeCom: add, update and delete 「联系我」 contact ways and 「加入群聊」 join ways
+through the outbox, and what happens when WeCom answers.
 
 - `add_contact_way` is not repeatable (a second send would make a second code): the outbox marks it on
   its way before sending, and if WeCom's answer is lost, `reconcile_add` lists the contact ways created
   since the command and reads each: the one whose `state` is the channel's is ours (its config_id and
   qr_code are taken as the answer); none means WeCom did not act, and the command is sent again.
 - `update_contact_way` and `del_contact_way` are repeatable (they overwrite or delete by config_id).
+- `add_join_way` is not repeatable either, but WeCom has no list of join ways to look in: when its answer
+  is lost, `reconcile_join_add` sends it again. The worst case is one extra way in WeCom that nobody is
+  shown, carrying the channel's State, so anyone who ever joined through it is still attributed right.
+  The client reads the new way's QR code (`get_join_way`); when that read fails, `on_add_done` leaves
+  the code empty and `refresh_qr_codes` (the channels job) reads it again.
 
 The hooks run in the transaction that records the outcome: the channel gets its config_id and QR code
 (`active`) or WeCom's error (`failed`).
@@ -15,22 +20,23 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
+from typing import Any, Callable
 
 from flask import Flask
 from sqlalchemy import select
 
 from core.db import db, utcnow
-from wecom.client import WeComClient
+from wecom.client import WeComClient, WeComError
 from wecom.dispatch import CommandView, Reconciled, register_outbox_hooks, register_reconciler
 from wecom.models import OutboxCommand
 from wecom.service import enqueue
 
-from .models import ACTIVE, FAILED, PENDING, Channel
+from .models import ACTIVE, FAILED, JOIN, PAUSED, PENDING, Channel
 
 log = logging.getLogger("scrm.channels")
 
 ADD, UPDATE, DELETE = "channel_add_way", "channel_update_way", "channel_del_way"
+JOIN_ADD, JOIN_UPDATE, JOIN_DELETE = "channel_add_join_way", "channel_update_join_way", "channel_del_join_way"
 # A way not found this soon after the send may still be in the making in WeCom: ask again later, do not resend.
 RECONCILE_SETTLE = dt.timedelta(seconds=60)
 
@@ -44,7 +50,25 @@ def way_fields(channel: Channel, users: list[str] | None = None) -> dict[str, An
             "user": routed}
 
 
+def join_way_fields(channel: Channel) -> dict[str, Any]:
+    """The join way as WeCom takes it (wecom-api.md §9.1): a QR code (scene 2) for ≤5 chats, with the
+    channel's State, and the rooms WeCom opens when they are full."""
+    fields: dict[str, Any] = {"scene": 2, "remark": channel.name[:30], "state": channel.state,
+                              "chat_id_list": list(channel.chat_ids),
+                              "auto_create_room": 1 if channel.auto_create_room else 0}
+    if channel.auto_create_room:
+        fields["room_base_name"] = channel.room_base_name or channel.name[:40]
+        fields["room_base_id"] = channel.room_base_id or 1
+    return fields
+
+
 def enqueue_add(channel: Channel) -> OutboxCommand:
+    if channel.kind == JOIN:
+        command = enqueue(channel.corp_id, JOIN_ADD, "add_join_way",
+                          {"channel_id": channel.id, "fields": join_way_fields(channel)},
+                          dedupe_key=f"channel:{channel.id}:add")
+        channel.command_id, channel.sync_state = command.id, "pending"
+        return command
     users = list(channel.routed_users or channel.users)
     command = enqueue(channel.corp_id, ADD, "add_contact_way",
                       {"channel_id": channel.id, "fields": way_fields(channel, users)},
@@ -57,6 +81,11 @@ def enqueue_update(channel: Channel) -> OutboxCommand | None:
     """Overwrite the way in WeCom with the channel's routing (nothing while WeCom has not created it)."""
     if not channel.config_id:
         return None
+    if channel.kind == JOIN:  # WeCom overwrites the whole way: scene and chats every time
+        command = enqueue(channel.corp_id, JOIN_UPDATE, "update_join_way",
+                          {"channel_id": channel.id, "config_id": channel.config_id, "fields": join_way_fields(channel)})
+        channel.command_id, channel.sync_state = command.id, "pending"
+        return command
     fields = way_fields(channel, list(channel.routed_users or channel.users))
     fields.pop("type"), fields.pop("scene"), fields.pop("style")  # fixed at creation
     command = enqueue(channel.corp_id, UPDATE, "update_contact_way",
@@ -68,7 +97,8 @@ def enqueue_update(channel: Channel) -> OutboxCommand | None:
 def enqueue_delete(channel: Channel) -> OutboxCommand | None:
     if not channel.config_id:
         return None
-    command = enqueue(channel.corp_id, DELETE, "del_contact_way",
+    join = channel.kind == JOIN
+    command = enqueue(channel.corp_id, JOIN_DELETE if join else DELETE, "del_join_way" if join else "del_contact_way",
                       {"channel_id": channel.id, "config_id": channel.config_id},
                       dedupe_key=f"channel:{channel.id}:del")
     channel.command_id, channel.sync_state = command.id, "pending"
@@ -137,10 +167,36 @@ def reconcile_add(view: CommandView, client: WeComClient) -> Reconciled:
     return Reconciled("resend")
 
 
+def reconcile_join_add(view: CommandView, client: WeComClient) -> Reconciled:
+    """add_join_way whose answer was lost: WeCom cannot be asked (there is no list of join ways), so it is
+    sent again (see the module's docstring for why that is safe)."""
+    log.warning("channels.join_way.resend command=%s (WeCom keeps no list of join ways to check)", view.id)
+    return Reconciled("resend")
+
+
+def refresh_qr_codes(corp_id: str, client: Callable[[], WeComClient]) -> int:
+    """Join ways whose QR code could not be read when they were created: read it now (the client is made
+    only when there is one); how many were filled."""
+    filled = 0
+    for channel in db.session.scalars(select(Channel).where(
+            Channel.corp_id == corp_id, Channel.kind == JOIN, Channel.config_id.is_not(None),
+            Channel.qr_code.is_(None), Channel.status.in_((ACTIVE, PAUSED)))).all():
+        try:
+            channel.qr_code = str(client().get_join_way(str(channel.config_id)).get("qr_code") or "") or None
+        except WeComError as exc:  # try again at the next run
+            log.warning("channels.join_way.qr_code_unread channel=%s error=%s", channel.id, exc)
+            continue
+        filled += channel.qr_code is not None
+    db.session.flush()
+    return filled
+
+
 def register_hooks(app: Flask) -> None:
     register_outbox_hooks(app, ADD, on_done=on_add_done, on_failed=on_add_failed)
     register_reconciler(app, ADD, reconcile_add)
-    for kind in (UPDATE, DELETE):
+    register_outbox_hooks(app, JOIN_ADD, on_done=on_add_done, on_failed=on_add_failed)
+    register_reconciler(app, JOIN_ADD, reconcile_join_add)
+    for kind in (UPDATE, DELETE, JOIN_UPDATE, JOIN_DELETE):
         register_outbox_hooks(app, kind, on_done=on_change_done, on_failed=on_change_failed)
 
 

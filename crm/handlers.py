@@ -505,8 +505,9 @@ class _Blank(dict[str, str]):
         return "{" + key + "}"
 
 
-def welcome_text(corp_id: str, state: str, *, staff_name: str, customer_name: str) -> str:
-    """The welcome text of the channel (State), else the corp's default (seeded on first use)."""
+def welcome_message(corp_id: str, state: str, *, staff_name: str, customer_name: str) -> tuple[str, list[dict[str, Any]]]:
+    """The welcome text and attachments of the channel (State), else the corp's default (seeded on first
+    use); a channel with attachments but no text of its own sends them with the default text."""
     rows = {w.state: w for w in db.session.scalars(select(WelcomeMessage).where(
         WelcomeMessage.corp_id == corp_id, WelcomeMessage.state.in_({state, ""})))}
     row = rows.get(state) or rows.get("")
@@ -514,10 +515,12 @@ def welcome_text(corp_id: str, state: str, *, staff_name: str, customer_name: st
         row = WelcomeMessage(corp_id=corp_id, state="", text=DEFAULT_WELCOME)
         db.session.add(row)
         db.session.flush()
+    raw = row.text or (rows[""].text if "" in rows else DEFAULT_WELCOME)  # a channel with attachments only
     try:
-        return row.text.format_map(_Blank(staff_name=staff_name, customer_name=customer_name))
+        text = raw.format_map(_Blank(staff_name=staff_name, customer_name=customer_name))
     except (ValueError, IndexError, AttributeError):  # stray braces in a hand-written text
-        return row.text
+        text = raw
+    return text, list(row.attachments or [])
 
 
 def _enqueue_welcome(event: InboxEvent, customer: Customer, userid: str, state: str,
@@ -531,9 +534,13 @@ def _enqueue_welcome_to(event: InboxEvent, customer_name: str, userid: str, stat
     if find_command(event.corp_id, key) is not None:  # applied before (a replay): the code is single-use
         return None
     staff = _ensure_staff(event.corp_id, userid)
-    text = welcome_text(event.corp_id, state, staff_name=staff.name or userid, customer_name=customer_name)
-    return enqueue(event.corp_id, "welcome", "send_welcome_msg", {"welcome_code": code, "text": text},
-                   dedupe_key=key, not_after=event_time(event) + WELCOME_WINDOW)
+    text, attachments = welcome_message(event.corp_id, state, staff_name=staff.name or userid,
+                                        customer_name=customer_name)
+    args: dict[str, Any] = {"welcome_code": code, "text": text}
+    if attachments:
+        args["attachments"] = attachments
+    return enqueue(event.corp_id, "welcome", "send_welcome_msg", args, dedupe_key=key,
+                   not_after=event_time(event) + WELCOME_WINDOW)
 
 
 def customer_link(external_userid: str) -> str:

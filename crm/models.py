@@ -255,6 +255,8 @@ class GroupChatMember(CorpScoped, db.Model):
         UniqueConstraint("chat_pk", "member_id"),
         # "the chats this customer is in" for the sidebar and segments
         Index("ix_group_chat_members_corp_member", "corp_id", "member_id"),
+        # join-way attribution: the members who joined through a channel's State (`channels.reports`)
+        Index("ix_group_chat_members_corp_state", "corp_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -309,9 +311,10 @@ class SyncRun(CorpScoped, db.Model):
 
 
 class WelcomeMessage(CorpScoped, db.Model):
-    """The bot's welcome text per channel: `state` is the contact way's State, '' the default.
+    """The bot's welcome message per channel: `state` is the contact way's State, '' the default.
 
-    `{staff_name}` and `{customer_name}` in the text are filled in when it is sent.
+    `{staff_name}` and `{customer_name}` in the text are filled in when it is sent. `attachments` are
+    WeCom message attachments sent with it (links and mini programs: nothing to upload within the 20 s).
     """
 
     __tablename__ = "welcome_messages"
@@ -320,6 +323,7 @@ class WelcomeMessage(CorpScoped, db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     state: Mapped[str] = mapped_column(String(64), default="")
     text: Mapped[str] = mapped_column(Text)
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

@@ -18,7 +18,7 @@ from core.errors import UserValueError
 from core.time import china_datetime
 from core.uow import mark_failed
 from crm.models import Customer, FollowRelation, Staff
-from crm.service import audit
+from crm.service import audit, state_labels
 from identity.web import principal, require_role
 
 from ..catalog.service import list_catalog
@@ -45,6 +45,8 @@ def rule_from_form(form: Any) -> dict[str, Any]:
     params: dict[str, Any] = {}
     if trigger == "customer_added" and form.get("param_state"):
         params["state"] = form["param_state"]
+    elif trigger == "joined_group_chat" and form.get("param_join_state"):
+        params["state"] = form["param_join_state"]
     elif trigger in ("tag_added", "tag_removed"):
         if not form.get("param_tag"):
             raise UserValueError("请选择触发规则的标签")
@@ -79,22 +81,32 @@ class Names:
     """Tag, staff and channel names for describing rules (one lookup per page)."""
 
     def __init__(self, corp_id: str) -> None:
+        self.states = state_labels(corp_id)
         self.tags = {t["tag_id"]: t["name"] for g in list_catalog(corp_id, include_deleted=True) for t in g["tags"]}
         self.staff = dict(db.session.execute(select(Staff.userid, Staff.name).where(Staff.corp_id == corp_id)).tuples().all())
 
     def tag_list(self, ids: Any) -> str:
         return "、".join(self.tags.get(str(t), "已删除的标签") for t in ids or [])
 
+    def channel(self, state: str) -> str:
+        return channel_name(self.states, state)
+
+
+def channel_name(labels: dict[str, str], state: str) -> str:
+    """A channel's name; a State nobody named yet is shown as such, not as a bare code."""
+    return labels.get(state) or f"未命名渠道（{state}）"
+
 
 def describe_trigger(rule: TagRule, names: Names) -> str:
     p = rule.trigger_params or {}
     return {
-        "customer_added": f"客户从「{p.get('state')}」渠道添加时" if p.get("state") else "添加客户时",
+        "customer_added": f"客户从「{names.channel(p['state'])}」渠道添加时" if p.get("state") else "添加客户时",
         "tag_added": f"客户被打上「{names.tag_list([p.get('tag_id')])}」标签时",
         "tag_removed": f"客户被移除「{names.tag_list([p.get('tag_id')])}」标签时",
         "followup_written": "写跟进记录时",
         "stage_changed": f"客户阶段变为「{p.get('to')}」时" if p.get("to") else "客户阶段变化时",
-        "joined_group_chat": "客户加入客户群时",
+        "joined_group_chat": f"客户通过「{names.channel(p['state'])}」加入客户群时" if p.get("state")
+        else "客户加入客户群时",
         "inactivity": f"客户超过 {p.get('days')} 天未跟进时（每天检查）",
         "event": f"收到客户「{EVENT_TYPES.get(p.get('type', ''), p.get('type'))}」行为时" if p.get("type")
         else "收到客户行为时",
@@ -118,7 +130,7 @@ def describe_condition(tree: Any, names: Names) -> str:
     if form["owner"]:
         parts.append("跟进人为 " + " 或 ".join(names.staff.get(u) or u for u in form["owner"]))
     if form["state"]:
-        parts.append("来自渠道 " + " 或 ".join(form["state"]))
+        parts.append("来自渠道 " + " 或 ".join(names.channel(s) for s in form["state"]))
     if form["tier"]:
         parts.append("客户价值为 " + " 或 ".join(form["tier"]))
     if form.get("added_from"):
@@ -160,7 +172,10 @@ def _editor_form(rule: TagRule | None) -> dict[str, Any]:
     if rule is None:
         return form
     p = rule.trigger_params or {}
-    form.update(name=rule.name, trigger=rule.trigger, enabled=rule.enabled, param_state=p.get("state", ""),
+    state = p.get("state", "")
+    form.update(name=rule.name, trigger=rule.trigger, enabled=rule.enabled,
+                param_state=state if rule.trigger == "customer_added" else "",
+                param_join_state=state if rule.trigger == "joined_group_chat" else "",
                 param_tag=p.get("tag_id", ""), param_stage=p.get("to", ""), param_days=p.get("days", ""),
                 param_event=p.get("type", ""))
     for action in rule.actions or []:
@@ -194,8 +209,11 @@ def _choices(corp_id: str) -> dict[str, Any]:
     owners = db.session.execute(select(Staff.userid, Staff.name).where(Staff.corp_id == corp_id,
                                                                        Staff.status != "resigned")
                                 .order_by(Staff.name, Staff.userid)).all()
-    states = db.session.scalars(select(distinct(FollowRelation.state)).where(
+    seen = db.session.scalars(select(distinct(FollowRelation.state)).where(
         FollowRelation.corp_id == corp_id, FollowRelation.state != "").order_by(FollowRelation.state).limit(200)).all()
+    labels = state_labels(corp_id)  # every named channel, join ways included, even before anyone came
+    states = sorted(((s, channel_name(labels, s)) for s in {*seen, *labels}),
+                    key=lambda pair: (pair[0] not in labels, pair[1]))
     # The stage and tier groups are kept by the system (they mirror each customer's stage and tier): a rule
     # sets the stage instead, and tiers are computed; their tags are not offered as things to set.
     groups = [g for g in list_catalog(corp_id) if g["tags"]]

@@ -18,7 +18,7 @@ class RuleIn(RequestSchema):
     name = Text(64, min_length=1, required=True)
     trigger = fields.String(required=True, validate=validate.OneOf(list(TRIGGERS)))
     trigger_params = fields.Dict(keys=fields.String(validate=validate.Length(max=32)), load_default=dict,
-                                 metadata={"description": "state (customer_added), tag_id (tag_added/removed), "
+                                 metadata={"description": "state (customer_added, joined_group_chat), tag_id (tag_added/removed), "
                                                           "to (stage_changed), days (inactivity), type (event)"})
     condition = JsonTree(allow_none=True, load_default=None, metadata=FILTER_DOC)
     actions = fields.List(fields.Dict(metadata=ACTION_DOC), required=True, validate=validate.Length(min=1, max=20))

@@ -3,7 +3,8 @@
 A rule is WHEN trigger IF condition THEN actions:
 
 - trigger: `customer_added` (params `state`: the contact way's State, optional), `tag_added` /
-  `tag_removed` (`tag_id`), `followup_written`, `stage_changed` (`to`, optional), `joined_group_chat`,
+  `tag_removed` (`tag_id`), `followup_written`, `stage_changed` (`to`, optional), `joined_group_chat`
+  (`state`: the join way's State, optional),
   `inactivity` (`days`: no follow-up for N days, evaluated on a schedule), `event` (behaviour events
   were stored; put the threshold in the condition, e.g. {"event": {"type": "page_view",
   "path_prefix": "/products/A", "min_count": 3, "within_days": 3}}).
@@ -85,7 +86,7 @@ def validate_rule(corp_id: str, data: dict[str, Any]) -> dict[str, Any]:
     params = dict(data.get("trigger_params") or {})
     if trigger in ("tag_added", "tag_removed"):
         params = {"tag_id": _tag_ids(corp_id, [params.get("tag_id")] if params.get("tag_id") else [], "tag_id")[0]}
-    elif trigger == "customer_added":
+    elif trigger in ("customer_added", "joined_group_chat"):
         params = {"state": str(params["state"])} if params.get("state") else {}
     elif trigger == "stage_changed":
         params = {"to": str(params["to"])} if params.get("to") else {}
@@ -167,7 +168,7 @@ def loops(corp_id: str, limit: int = 50) -> list[TagRuleRun]:
 
 def _params_match(rule: TagRule, info: dict[str, Any]) -> bool:
     p = rule.trigger_params or {}
-    if rule.trigger == "customer_added" and p.get("state"):
+    if rule.trigger in ("customer_added", "joined_group_chat") and p.get("state"):
         return bool(info.get("state") == p["state"])
     if rule.trigger in ("tag_added", "tag_removed"):
         return p.get("tag_id") in (info.get("tag_ids") or [])
@@ -338,7 +339,7 @@ def on_followup_written(event: FollowupWritten) -> None:
 
 
 def on_joined_group_chat(event: JoinedGroupChat) -> None:
-    _queue(event.corp_id, "joined_group_chat", [event.customer_id], info={"chat_id": event.chat_id})
+    _queue(event.corp_id, "joined_group_chat", [event.customer_id], info={"chat_id": event.chat_id, "state": event.state})
 
 
 def on_events_received(event: EventsReceived) -> None:

@@ -94,7 +94,8 @@ def test_pause_resume_and_retire(app: Any, client: Any, db_session: Any, emu: An
 def test_bad_input_is_refused_naming_the_field(client: Any, corp: Corp, marketer: dict[str, str]) -> None:
     for body, field in (({"name": "x", "users": ["nobody"]}, "users"), ({"name": "x", "users": []}, "users"),
                         ({"name": "x", "users": ["zhangsan"], "tag_ids": ["etnope"]}, "tag_ids"),
-                        ({"name": "x", "users": ["zhangsan"], "kind": "join"}, "kind"),
+                        ({"name": "x", "users": ["zhangsan"], "kind": "join"}, "users"),
+                        ({"name": "x", "users": ["zhangsan"], "kind": "poster"}, "kind"),
                         ({"name": "", "users": ["zhangsan"]}, "name")):
         answer = client.post("/api/v1/channels", json=body, headers=marketer)
         assert answer.status_code == 422, (body, answer.get_data(as_text=True))

@@ -13,8 +13,11 @@ from tests.helpers import TEST_CORP_ID, sign_in
 
 
 def test_a_rule_from_the_guided_editor_reads_as_a_sentence(client: Any, corp: Corp, db_session: Any) -> None:
+    from crm.service import save_state_label
     from tagging.rules.models import TagRule
 
+    save_state_label(TEST_CORP_ID, "expo", "2026 展会")  # the channel's name is what the sentence shows
+    db_session.commit()
     sign_in(client, "xiaomei")
     form = MultiDict([("csrf_token", "t"), ("name", "展会客户"), ("trigger", "customer_added"),
                       ("param_state", "expo"), ("tag", corp.tags["教育"]), ("stage", "意向客户"),
@@ -28,7 +31,7 @@ def test_a_rule_from_the_guided_editor_reads_as_a_sentence(client: Any, corp: Co
     assert rule.actions == [{"add_tags": [corp.tags["A类"]]}, {"set_stage": "意向客户"},
                             {"notify": "{customer_name} 来自展会"}]
     text = visible_text(client.get("/console/rules/").get_data(as_text=True))
-    assert "客户从「expo」渠道添加时，且带有标签 教育，阶段为 意向客户 → 打标签 A类；设为阶段「意向客户」" in text
+    assert "客户从「2026 展会」渠道添加时，且带有标签 教育，阶段为 意向客户 → 打标签 A类；设为阶段「意向客户」" in text
     assert "{" not in text.split("自动打标签")[-1].split("新建规则")[0].replace("{customer_name}", "")  # no JSON
 
 
