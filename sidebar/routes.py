@@ -58,11 +58,14 @@ def _page_config() -> dict[str, Any]:
 def entry() -> Any:
     """The page WeCom opens from the chat toolbar; the script finds the chat and moves on."""
     config = _page_config()
+    return render_template("sidebar/entry.html", config=config, sdk_url=_sdk_url(config))
+
+
+def _sdk_url(config: dict[str, Any]) -> str:
+    """WeCom's JS-SDK (vendored), or its demo stand-in when the demo plays WeCom."""
     if config["demo"]:
-        sdk = url_for("sidebar.standin")
-    else:
-        sdk = url_for("sidebar.static", filename="vendor/wecom-jssdk/wecom.global.prod.js")
-    return render_template("sidebar/entry.html", config=config, sdk_url=sdk)
+        return url_for("sidebar.standin")
+    return url_for("sidebar.static", filename="vendor/wecom-jssdk/wecom.global.prod.js")
 
 
 @bp.get("/customer/<external_userid>")
@@ -74,9 +77,10 @@ def customer(external_userid: str) -> Any:
     mine = next((f for f in profile["follow_users"] if f["is_me"] and f["status"] == "active"), None)
     colleagues = [f for f in profile["follow_users"] if not f["is_me"]]
     catalog = tag_catalog(p.corp_id) if mine is not None else []
+    config = _page_config()
     return render_template("sidebar/customer.html", c=profile, mine=mine, colleagues=colleagues, catalog=catalog,
                            my_tag_ids={t["tag_id"] for t in mine["tags"]} if mine else set(),
-                           all_tags=_union_tags(profile))
+                           all_tags=_union_tags(profile), config=config, sdk_url=_sdk_url(config))
 
 
 def _union_tags(profile: dict[str, Any]) -> list[tuple[str, list[str]]]:

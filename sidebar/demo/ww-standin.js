@@ -19,6 +19,13 @@
     },
     getCurExternalChat: function () {
       return Promise.resolve({ errMsg: "getCurExternalChat:ok", chatId: ctx.chatId });
+    },
+    sendChatMessage: function (message) {
+      /* WeCom would put the message in the chat's input box; the demo keeps it where a test can see it. */
+      return ready.then(function () {
+        (window.__demoSentMessages = window.__demoSentMessages || []).push(message);
+        return { errMsg: "sendChatMessage:ok" };
+      });
     }
   };
 })();
