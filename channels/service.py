@@ -148,9 +148,9 @@ def _attachments(value: Any) -> list[dict[str, Any]]:
         raise UserValueError(f"欢迎语附件最多 {MAX_ATTACHMENTS} 个链接", field="welcome_attachments")
     out = []
     for i, item in enumerate(value):
-        link = item.get("link", item) if isinstance(item, dict) else None
-        title = link.get("title") if isinstance(link, dict) else None
-        url = link.get("url") if isinstance(link, dict) else None
+        found = item.get("link", item) if isinstance(item, dict) else None
+        link: dict[str, Any] = found if isinstance(found, dict) else {}
+        title, url = link.get("title"), link.get("url")
         if not isinstance(title, str) or not title.strip() or len(title.encode("utf-8")) > 128:
             raise UserValueError(f"第 {i + 1} 个链接的标题不能为空，最多 128 字节（约 42 个汉字）",
                                  field="welcome_attachments")
