@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request, stream_with_context
+from flask import Response, request
 
-from core.api import ApiBlueprint
+from core.api import ApiBlueprint, csv_download
 from core.db import utcnow
 from core.errors import UserValueError
 from crm.service import audit
@@ -91,9 +91,7 @@ def export_results(campaign_id: int) -> Response:
     p = principal()
     campaign = service.get_campaign(p, campaign_id)
     audit(p.corp_id, p.actor, "campaign.export", "campaign", str(campaign.id), {})
-    response = Response(stream_with_context(service.export_csv(campaign)), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f"attachment; filename={service.export_filename(campaign)}"
-    return response
+    return csv_download(service.export_csv(campaign), service.export_filename(campaign))
 
 
 @bp.post("/campaigns/<id:campaign_id>/cancel")

@@ -7,9 +7,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import Response, stream_with_context
 
-from core.api import ApiBlueprint
+from core.api import ApiBlueprint, csv_download
 from core.db import utcnow
 from core.time import CHINA
 from identity.web import principal, require_role
@@ -129,10 +128,7 @@ def channel_report_csv(args: dict[str, Any]) -> Any:
     p = principal()
     lo, hi = period(args["from_"], args["to"])
     data = reports.report(p.corp_id, lo, hi, stage=args["stage"])
-    response = Response(stream_with_context(reports.report_csv(data)), mimetype="text/csv")
-    name = f"channels-{lo.astimezone(CHINA).date().isoformat()}-{(hi.astimezone(CHINA).date() - dt.timedelta(days=1)).isoformat()}.csv"
-    response.headers["Content-Disposition"] = f"attachment; filename={name}"
-    return response
+    return csv_download(reports.report_csv(data), reports.csv_filename(lo, hi))
 
 
 @bp.get("/links")

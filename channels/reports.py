@@ -283,6 +283,12 @@ CSV_COLUMNS = [("name", "渠道"), ("state", "渠道标识"), ("added", "新增�
                ("cost", "成本（元）"), ("cost_per_kept", "每位留存客户成本（元）")]
 
 
+def csv_filename(start: dt.datetime, end: dt.datetime) -> str:
+    """channels-<first day>-<last day>.csv (China days of [start, end))."""
+    first, last = start.astimezone(CHINA).date(), (end - dt.timedelta(microseconds=1)).astimezone(CHINA).date()
+    return f"channels-{first.isoformat()}-{last.isoformat()}.csv"
+
+
 def report_csv(data: dict[str, Any]) -> Iterator[str]:
     """The report as UTF-8 CSV (with a BOM, so spreadsheet software reads the Chinese)."""
     buffer = io.StringIO()

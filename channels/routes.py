@@ -8,10 +8,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from flask import Blueprint, Response, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
 from core.db import db
+from core.api import csv_download
 from core.errors import ScrmError
 from core.time import CHINA
 from core.uow import mark_failed
@@ -198,9 +199,7 @@ def report_csv() -> Any:
     p = principal()
     lo, hi = period(_day(request.args.get("from")), _day(request.args.get("to")))
     data = reports.report(p.corp_id, lo, hi, stage=request.args.get("stage") or None)
-    response = Response(stream_with_context(reports.report_csv(data)), mimetype="text/csv")
-    response.headers["Content-Disposition"] = "attachment; filename=channels.csv"
-    return response
+    return csv_download(reports.report_csv(data), reports.csv_filename(lo, hi))
 
 
 # ---------------------------------------------------------------- the customer's side of a tracked link

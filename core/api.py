@@ -22,10 +22,10 @@ import json
 import logging
 import re
 import secrets
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import flask_smorest
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, render_template, request, stream_with_context
 from jinja2 import TemplateNotFound
 from markupsafe import escape
 from webargs import core as webargs_core
@@ -213,6 +213,14 @@ def _strip_location(fields: dict[str, list[str]]) -> dict[str, list[str]]:
                 name = "body"
         out.setdefault(name, []).extend(messages)
     return out
+
+
+def csv_download(rows: Iterator[str], filename: str) -> Response:
+    """A CSV file streamed as it is written (the rows run inside the request's context), saved under
+    `filename` by the browser."""
+    response = Response(stream_with_context(rows), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f"attachment; filename={filename}"
+    return response
 
 
 def request_id() -> str:

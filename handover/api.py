@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, stream_with_context
+from flask import Response
 
-from core.api import ApiBlueprint
+from core.api import ApiBlueprint, csv_download
 from crm.service import audit
 from identity.web import principal, require_role, scope_for
 
@@ -140,9 +140,7 @@ def export_handover(job_id: int) -> Response:
     p = principal()
     job = service.get_job(p, job_id)
     audit(p.corp_id, p.actor, "handover.export", "handover_job", str(job.id), {})
-    response = Response(stream_with_context(service.export_csv(job)), mimetype="text/csv")
-    response.headers["Content-Disposition"] = f"attachment; filename={service.export_filename(job)}"
-    return response
+    return csv_download(service.export_csv(job), service.export_filename(job))
 
 
 @bp.get("/handovers/settings")
