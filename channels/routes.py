@@ -202,6 +202,31 @@ def report_csv() -> Any:
     return csv_download(reports.report_csv(data), reports.csv_filename(lo, hi))
 
 
+# ---------------------------------------------------------------- the interaction radar's links
+
+
+@bp.route("/links", methods=["GET", "POST"])
+@require_role(*ROLES)
+def links() -> Any:
+    """Tracked links (互动雷达): the ones staff can send from the sidebar, with who opened them; add one."""
+    p = principal()
+    form: Any = {}
+    if request.method == "POST":
+        try:
+            link = radar.create_link(p, request.form.get("title"), request.form.get("url"))
+        except ScrmError as exc:
+            mark_failed()
+            flash(exc.message, "error")
+            form = request.form
+        else:
+            flash(f"已添加「{link.title}」：销售可在侧边栏发送给客户", "ok")
+            return redirect(url_for(".links"))
+    rows = [radar.link_dict(x) for x in radar.list_links(p)]
+    names = dict(db.session.execute(select(Staff.userid, Staff.name).where(Staff.corp_id == p.corp_id)).tuples().all())
+    status = 422 if form else 200
+    return render_template("channels/links.html", links=rows, form=form, names=names), status
+
+
 # ---------------------------------------------------------------- the customer's side of a tracked link
 
 

@@ -71,3 +71,17 @@ def test_staff_cannot_open_the_channel_pages(client: Any, db_session: Any, corp:
     _as(client, db_session, "zhangsan", None)
     assert client.get("/console/channels/").status_code == 403
     assert client.get("/console/channels/report").status_code == 403
+
+
+def test_a_marketer_adds_a_tracked_link_in_the_console(client: Any, db_session: Any, corp: Corp) -> None:
+    csrf = _as(client, db_session, "xiaomei", "marketer")
+    assert "互动雷达" in client.get("/console/channels/").get_data(as_text=True)
+    empty = client.get("/console/channels/links")
+    assert empty.status_code == 200 and "还没有链接" in empty.get_data(as_text=True)
+    bad = client.post("/console/channels/links", data={"csrf_token": csrf, "title": "价格表", "url": "ftp://x"})
+    assert bad.status_code == 422 and "http:// 或 https://" in bad.get_data(as_text=True)
+    made = client.post("/console/channels/links", data={"csrf_token": csrf, "title": "2026 价格表",
+                                                        "url": "https://example.com/price"})
+    assert made.status_code == 302
+    page = client.get("/console/channels/links").get_data(as_text=True)
+    assert "2026 价格表" in page and "https://example.com/price" in page and "小美" in page
