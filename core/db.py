@@ -85,6 +85,18 @@ def rowcount(result: Result[Any]) -> int:
     return int(cast("CursorResult[Any]", result).rowcount or 0)
 
 
+def transaction_memo(key: str) -> dict[Any, Any]:
+    """A dict that lives as long as the session's current transaction: what a burst of events asks
+    the database once (is any rule waiting? which customers await a handover's add?) is remembered
+    until the commit or rollback that could change the answer, then asked again."""
+    transaction = db.session().get_transaction()
+    remembered: tuple[Any, dict[Any, Any]] | None = db.session.info.get(key)
+    if remembered is None or remembered[0] is not transaction:
+        remembered = (transaction, {})
+        db.session.info[key] = remembered
+    return remembered[1]
+
+
 def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     """The embedded default runs the web process and the worker on one SQLite file: WAL lets readers
     and the writer work at once, and a writer waits for the lock instead of failing at once."""

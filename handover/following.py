@@ -21,9 +21,9 @@ import datetime as dt
 import logging
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
-from core.db import db, from_epoch, utcnow
+from core.db import db, from_epoch, transaction_memo, utcnow
 from core.signals import CustomerAdded, RelationLost, StaffResigned, TransferFailed
 from crm.models import Customer, FollowRelation
 from wecom.client import WeComClient
@@ -166,9 +166,29 @@ def on_relation_lost(event: RelationLost) -> None:
         _settle(job_id, now)
 
 
+AWAITING_KEY = "scrm.handover.awaiting_add"
+
+
+def _awaiting_add(corp_id: str) -> set[int]:
+    """The customers (ids) of this corp with a handover item still waiting for the takeover's add
+    (tags to re-apply or the note to write). Asked once per transaction: a burst of a hundred adds
+    costs one query here, not two each (and no flush of the burst's rows one at a time)."""
+    remembered = transaction_memo(AWAITING_KEY)
+    if corp_id not in remembered:
+        remembered[corp_id] = set(db.session.scalars(
+            select(Customer.id).join(HandoverCustomer, and_(HandoverCustomer.corp_id == Customer.corp_id,
+                                                            HandoverCustomer.external_userid == Customer.external_userid))
+            .where(HandoverCustomer.corp_id == corp_id, HandoverCustomer.status.in_((C_WAITING, C_DONE)),
+                   or_(HandoverCustomer.tags_state == TAGS_WAITING, HandoverCustomer.noted.is_(False)))))
+    found: set[int] = remembered[corp_id]
+    return found
+
+
 def on_customer_added(event: CustomerAdded) -> None:
     """The takeover's add_external_contact: WeCom reported the new relation with the tags it carried; the
     old relation's tags it lacks are re-applied, and a customer new to us gets its handover note."""
+    if event.customer_id not in _awaiting_add(event.corp_id):
+        return
     found = [(item, job) for item, job in _open_items(event.corp_id, event.customer_id, (C_WAITING, C_DONE))
              if item.takeover_userid == event.userid and (item.tags_state == TAGS_WAITING or not item.noted)]
     for item, job in found:

@@ -34,7 +34,7 @@ from typing import Any, Iterable, cast
 
 from sqlalchemy import select
 
-from core.db import db
+from core.db import db, transaction_memo
 from core.errors import UserValueError
 from core.models import Task
 from core.settings import settings
@@ -294,17 +294,13 @@ def _has_rules(corp_id: str, *triggers: str) -> bool:
     """True when an enabled rule waits for one of `triggers` (no task is queued for nobody).
 
     Remembered for the rest of the transaction: a burst of a hundred customers added asks once."""
-    transaction = db.session().get_transaction()
-    remembered: tuple[Any, dict[tuple[str, tuple[str, ...]], bool]] | None = db.session.info.get(WAITING_KEY)
-    if remembered is None or remembered[0] is not transaction:
-        remembered = (transaction, {})
-        db.session.info[WAITING_KEY] = remembered
+    remembered = transaction_memo(WAITING_KEY)
     key = (corp_id, triggers)
-    if key not in remembered[1]:
-        remembered[1][key] = db.session.scalar(select(TagRule.id).where(
+    if key not in remembered:
+        remembered[key] = db.session.scalar(select(TagRule.id).where(
             TagRule.corp_id == corp_id, TagRule.trigger.in_(triggers), TagRule.enabled.is_(True),
             TagRule.deleted_at.is_(None)).limit(1)) is not None
-    return bool(remembered[1][key])
+    return bool(remembered[key])
 
 
 def _queue(corp_id: str, trigger: str, customer_ids: Iterable[int], *, relation_id: int | None = None,
