@@ -55,10 +55,13 @@ def _text(page: Any, selector: str, expected: str) -> None:
 def test_compose_schedule_and_see_the_delivery_chart(app: Any, page: Any, live_server: Any, db_session: Any,
                                                      small: Any, sign_in_browser: Any, page_errors: list[str],
                                                      tmp_path: Any) -> None:
-    # 客户3's only follower left; 客户0 already received a member's mass message today
+    # 客户3's only follower left; 客户0 already received a member's mass message today, and again on the
+    # (China) day of the send, which is the next day when this runs after 22:00 in China
+    when = (utcnow() + dt.timedelta(hours=2)).astimezone(CHINA).replace(second=0, microsecond=0)
     db_session.execute(update(Staff).where(Staff.userid == "wangwu").values(status="resigned"))
-    db_session.add(ForeignReceipt(corp_id=TEST_CORP_ID, msgid="msgown", chat_type="single", target=small.ext(0),
-                                  target_pk=small.ids[small.ext(0)], sent_at=utcnow()))
+    for msgid, sent_at in (("msgown", utcnow()), ("msgown2", when - dt.timedelta(minutes=1))):
+        db_session.add(ForeignReceipt(corp_id=TEST_CORP_ID, msgid=msgid, chat_type="single", target=small.ext(0),
+                                      target_pk=small.ids[small.ext(0)], sent_at=sent_at))
     db_session.commit()
     page.set_viewport_size({"width": 1360, "height": 900})
     sign_in_browser("xiaomei", "marketer")
@@ -86,7 +89,6 @@ def test_compose_schedule_and_see_the_delivery_chart(app: Any, page: Any, live_s
     page.wait_for_selector("#bubble-preview img.wx-image")
     assert "活动详情" in page.inner_text("#bubble-preview")
     page.get_by_label("定时发送").check()
-    when = (utcnow() + dt.timedelta(hours=2)).astimezone(CHINA).replace(second=0, microsecond=0)
     page.fill("input[name=send_at]", when.strftime("%Y-%m-%dT%H:%M"))
     _shot(page, "campaigns-compose.png")
     page.get_by_role("button", name="创建群发").click()
