@@ -108,7 +108,7 @@ def test_the_receive_quota_counts_ours_in_flight_and_what_wecom_reported(db_sess
                                                      "客户3": "quota", "客户4": None}
     assert {k for k, v in decide(audience(small, quota=2)).items() if v[2]} == set()
     # four a natural month (older documents): this month's deliveries count, an older one does not
-    month_start, _ = quota_window("month", now)  # (not `now - 5 minutes`: in a month's first minutes that is last month)
+    month_start, _ = quota_window("month", now)  # not `now - 5 minutes`: last month in a month's first minutes
     _other_campaign(db_session, "done", [(ids[4], "delivered", month_start - dt.timedelta(days=9))])
     for _ in range(3):
         _other_campaign(db_session, "done", [(ids[4], "delivered", month_start)])
